@@ -1,0 +1,167 @@
+"""Where things live in the local cache, and how files get there atomically.
+
+Layout (``<cache_dir>`` from :func:`intake_bfa.config.get_settings`)::
+
+    <cache_dir>/CACHEDIR.TAG
+    <cache_dir>/v1/<owner>/<repo>/_refs/latest.json        "latest" -> version, resolved_at
+    <cache_dir>/v1/<owner>/<repo>/_api/releases.json       release list + its ETag
+    <cache_dir>/v1/<owner>/<repo>/<version>/manifest.json
+    <cache_dir>/v1/<owner>/<repo>/<version>/<asset files>
+
+A file under its final name is always complete: it is written under a temporary
+name in the same folder, flushed, fsynced and moved into place with ``os.replace``.
+Nothing is written at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from .config import Settings
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMAT_DIR = "v1"
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by intake-bfa.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+class CacheLayout:
+    """Paths of one repository's cache.
+
+    Parameters
+    ----------
+    settings
+        Supplies ``cache_dir`` and ``repo``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.cache_dir
+        self.repo_dir = settings.cache_dir / FORMAT_DIR / settings.owner / settings.name
+
+    def version_dir(self, version: str) -> Path:
+        """Folder holding one version's manifest and files."""
+        return self.repo_dir / version
+
+    def manifest_path(self, version: str) -> Path:
+        """Cached manifest of ``version``."""
+        return self.version_dir(version) / "manifest.json"
+
+    def file_path(self, version: str, name: str) -> Path:
+        """Cached file ``name`` of ``version``."""
+        return self.version_dir(version) / name
+
+    def ref_path(self, ref: str = "latest") -> Path:
+        """Small JSON pointer from a moving ref to a version."""
+        return self.repo_dir / "_refs" / f"{ref}.json"
+
+    @property
+    def releases_path(self) -> Path:
+        """Cached release list with its ETag (for conditional requests)."""
+        return self.repo_dir / "_api" / "releases.json"
+
+    def cached_versions(self) -> list[str]:
+        """Versions with a cached manifest, newest first."""
+        if not self.repo_dir.is_dir():
+            return []
+        found = [
+            p.name
+            for p in self.repo_dir.iterdir()
+            if not p.name.startswith("_") and (p / "manifest.json").is_file()
+        ]
+        return sorted(found, reverse=True)
+
+    def ensure(self, path: Path | None = None) -> Path:
+        """Create the cache root (with its ``CACHEDIR.TAG``) and ``path``'s folder."""
+        root = self.root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tag = root / "CACHEDIR.TAG"
+            if not tag.exists():
+                atomic_write_bytes(tag, CACHEDIR_TAG.encode())
+            target = path if path is not None else self.repo_dir
+            target.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(
+                f"cache dir {root} is not a folder; point BFA_CACHE_DIR at a folder",
+                variable="BFA_CACHE_DIR",
+                value=str(root),
+            ) from None
+        except PermissionError:
+            raise ConfigError(
+                f"cache dir {root} is not writable; set BFA_CACHE_DIR to a writable folder",
+                variable="BFA_CACHE_DIR",
+                value=str(root),
+            ) from None
+        return target
+
+
+def atomic_writer(path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp") -> Path:
+    """Write ``path`` atomically: ``write(fileobj)`` fills a temp file that replaces it.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Atomically replace ``path`` with ``data``."""
+    return atomic_writer(path, lambda fh: fh.write(data))
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    """Atomically replace ``path`` with ``obj`` as pretty JSON."""
+    return atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
+
+
+def read_json(path: Path) -> Any | None:
+    """Read a JSON file written by this package; None if missing or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return json.loads(fh.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        # Only our own atomic writes create these files, so damage means outside
+        # interference; treat as absent so it is fetched again.
+        log.warning("ignoring unreadable cache file %s: %s", path, err)
+        return None
+
+
+def read_ref(layout: CacheLayout, ref: str = "latest") -> dict[str, Any] | None:
+    """The cached pointer for ``ref``: ``{"version", "resolved_at", ...}`` or None."""
+    data = read_json(layout.ref_path(ref))
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str):
+        return None
+    return data
+
+
+def write_ref(layout: CacheLayout, version: str, ref: str = "latest", **extra: Any) -> None:
+    """Record that ``ref`` resolved to ``version`` now."""
+    layout.ensure(layout.ref_path(ref).parent)
+    atomic_write_json(
+        layout.ref_path(ref), {"version": version, "resolved_at": time.time(), **extra}
+    )

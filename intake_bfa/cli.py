@@ -1,0 +1,210 @@
+"""The ``bfa`` command line. The only module that prints or exits.
+
+Every intake-bfa error becomes one line on stderr (``bfa: error: ...``) and exit
+status 1; usage errors exit 2 (argparse); Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from . import __version__
+from .errors import BfaError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _settings(args: argparse.Namespace):
+    from .config import get_settings
+
+    return get_settings(
+        repo=args.repo,
+        api_url=args.api_url,
+        cache_dir=args.cache_dir,
+        offline=True if args.offline else None,
+    )
+
+
+def progress_callback(quiet: bool = False, stream: Any = None):
+    """A progress bar on a TTY (tqdm through fsspec's Callback), else None (silent)."""
+    stream = stream or sys.stderr
+    if quiet or not getattr(stream, "isatty", lambda: False)():
+        return None
+    try:
+        from fsspec.callbacks import TqdmCallback
+
+        return TqdmCallback(
+            tqdm_kwargs={"unit": "B", "unit_scale": True, "unit_divisor": 1024, "file": stream}
+        )
+    except ImportError:  # tqdm is an optional extra
+        return None
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Plain fixed-width table for terminals."""
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from .releases import list_versions
+
+    versions = list_versions(settings=_settings(args))
+    if args.json:
+        print(json.dumps([asdict(v) for v in versions], indent=1))
+        return EXIT_OK
+    if not versions:
+        print("no dataset versions found", file=sys.stderr)
+        return EXIT_ERROR
+    rows = [
+        {
+            "version": v.version + (" (latest)" if v.latest else ""),
+            "layout": v.layout,
+            "coverage": f"{v.coverage_start} .. {v.coverage_end}" if v.coverage_end else "-",
+            "rows": f"{v.rows:,}" if v.rows else "-",
+            "size": _human(v.size),
+            "cached": "yes" if v.cached else "",
+        }
+        for v in versions
+    ]
+    print(format_table(rows, ["version", "layout", "coverage", "rows", "size", "cached"]))
+    return EXIT_OK
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .schema import DATASETS
+
+    rows = [
+        {"dataset": s.name, "kind": s.kind, "description": s.description} for s in DATASETS.values()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(format_table(rows, ["dataset", "kind", "description"]))
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .datasets import local_path
+
+    path = local_path(
+        args.dataset,
+        args.version,
+        settings=_settings(args),
+        callback=progress_callback(args.quiet),
+    )
+    print(path)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(symbols=args.symbols, keep=args.keep, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bfa`` argument parser (also used to generate the CLI docs)."""
+    parser = argparse.ArgumentParser(
+        prog="bfa",
+        description="Binance USDT-M futures availability: pinned, verified, cached datasets.",
+        epilog="Configuration: BFA_REPO, BFA_API_URL, BFA_CACHE_DIR, GITHUB_TOKEN, BFA_OFFLINE, "
+        "BFA_TTL (see README). Example: bfa versions",
+    )
+    parser.add_argument("--version", action="version", version=f"intake-bfa {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repo", help="GitHub owner/name holding the releases (BFA_REPO)")
+    common.add_argument("--api-url", help="GitHub API base URL (BFA_API_URL)")
+    common.add_argument("--cache-dir", help="cache folder (BFA_CACHE_DIR)")
+    common.add_argument(
+        "--offline", action="store_true", help="use cached data only (BFA_OFFLINE=1)"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "versions",
+        parents=[common],
+        help="list dataset versions with coverage and size",
+        description="List dataset versions, newest first. Example: bfa versions --json",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_versions)
+
+    p = sub.add_parser(
+        "datasets",
+        parents=[common],
+        help="list the datasets a release carries",
+        description="List the datasets. Example: bfa datasets",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser(
+        "fetch",
+        parents=[common],
+        help="download a dataset into the cache and print its local path",
+        description="Make a dataset available locally and print its path. "
+        "Example: bfa fetch daily_availability --version 2026-11-20",
+    )
+    p.add_argument("dataset", help="daily_availability, availability_db, volume_rankings, symbols")
+    p.add_argument("--version", dest="version", default="latest", help="version (default latest)")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="walk through the product on a local, synthetic release (no internet)",
+        description="Start a local release server with SYNTHETIC sample data and walk the user "
+        "journey. Needs no internet. Example: bfa demo",
+    )
+    p.add_argument("--symbols", type=int, default=300, help="symbols in the sample (default 300)")
+    p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bfa`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="bfa: %(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except BfaError as err:
+        message = str(err).replace("\n", " ")
+        print(f"bfa: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("bfa: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `bfa versions | head -1`
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Configuration, read at call time: explicit argument > ``BFA_*`` environment > default.
+
+Nothing here runs at import time and nothing is cached across calls, so a
+notebook that changes ``os.environ`` sees the change on the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+#: The repository that publishes the data today (old "rolling latest" layout);
+#: intake-bfa detects the layout, so users get real data on day one.
+DEFAULT_REPO = "terrylica/binance-futures-availability"
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_TTL = 24 * 3600.0
+DEFAULT_TIMEOUT = 30.0
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration for one call.
+
+    Attributes
+    ----------
+    repo
+        GitHub ``owner/name`` holding the releases (``BFA_REPO``).
+    api_url
+        Base URL of the GitHub REST API (``BFA_API_URL``), without trailing slash.
+    cache_dir
+        Root of the local cache (``BFA_CACHE_DIR``).
+    token
+        Optional GitHub token (``GITHUB_TOKEN``); never shown in ``repr``.
+    offline
+        Never touch the network (``BFA_OFFLINE``).
+    ttl
+        Seconds before "latest" is resolved again (``BFA_TTL``).
+    timeout
+        Connect and per-read timeout in seconds (``BFA_TIMEOUT``).
+    """
+
+    repo: str
+    api_url: str
+    cache_dir: Path
+    token: str | None = field(default=None, repr=False)
+    offline: bool = False
+    ttl: float = DEFAULT_TTL
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def owner(self) -> str:
+        """Repository owner."""
+        return self.repo.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """Repository name."""
+        return self.repo.split("/", 1)[1]
+
+    @property
+    def api_origin(self) -> str:
+        """``scheme://host[:port]`` of the API: the only origin a token is sent to."""
+        return _origin(self.api_url)
+
+    def with_(self, **changes) -> Settings:
+        """Return a copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def default_cache_dir() -> Path:
+    """The platform's user cache folder for intake-bfa (honours ``XDG_CACHE_HOME``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("intake-bfa", appauthor=False))
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean environment value, or raise :class:`ConfigError`."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(
+        f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off",
+        variable=name,
+        value=raw,
+    )
+
+
+def parse_duration(name: str, raw: str | float | int) -> float:
+    """Parse seconds given as a number or with a unit suffix (``90``, ``30m``, ``24h``, ``2d``)."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        seconds = float(raw)
+    else:
+        match = _DURATION_RE.match(str(raw))
+        if not match:
+            raise ConfigError(
+                f"{name}={raw!r} is not a duration; use seconds (3600) or a number with "
+                "a unit s/m/h/d (24h)",
+                variable=name,
+                value=raw,
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if seconds < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative", variable=name, value=raw)
+    return seconds
+
+
+def check_repo(repo: str, source: str = "repo") -> str:
+    """Validate an ``owner/name`` repository string."""
+    if not isinstance(repo, str) or not _REPO_RE.match(repo) or ".." in repo:
+        raise ConfigError(
+            f"{source}={repo!r} is not a GitHub repository; use the form owner/name "
+            f"(for example {DEFAULT_REPO})",
+            variable=source,
+            value=repo,
+        )
+    return repo
+
+
+def check_api_url(url: str, source: str = "api_url") -> str:
+    """Validate an API base URL and strip its trailing slash."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{source}={url!r} is not an http(s) URL; use for example {DEFAULT_API_URL} "
+            "or https://github.example.com/api/v3",
+            variable=source,
+            value=url,
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            f"{source}={url!r} must not have a query string or fragment",
+            variable=source,
+            value=url,
+        )
+    return url.rstrip("/")
+
+
+def get_settings(
+    repo: str | None = None,
+    api_url: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | None = None,
+    offline: bool | None = None,
+    ttl: float | str | None = None,
+    timeout: float | str | None = None,
+) -> Settings:
+    """Resolve the configuration for one call.
+
+    Each value comes from the explicit argument if given, else from its
+    environment variable, else from the default.
+
+    Parameters
+    ----------
+    repo
+        ``owner/name``; else ``BFA_REPO``; else :data:`DEFAULT_REPO`.
+    api_url
+        API base URL; else ``BFA_API_URL``; else ``https://api.github.com``.
+    cache_dir
+        Cache root; else ``BFA_CACHE_DIR``; else the platform user cache dir.
+    token
+        GitHub token; else ``GITHUB_TOKEN``; else anonymous.
+    offline
+        Never use the network; else ``BFA_OFFLINE``; else False.
+    ttl
+        Seconds (or ``24h``) before "latest" is re-resolved; else ``BFA_TTL``; else 24 h.
+    timeout
+        Connect and per-read timeout; else ``BFA_TIMEOUT``; else 30 s.
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        When a value is invalid; the message names the variable and the fix.
+    """
+    env = os.environ
+    if repo is not None:
+        repo = check_repo(repo)
+    elif env.get("BFA_REPO"):
+        repo = check_repo(env["BFA_REPO"], "BFA_REPO")
+    else:
+        repo = DEFAULT_REPO
+
+    if api_url is not None:
+        api_url = check_api_url(api_url)
+    elif env.get("BFA_API_URL"):
+        api_url = check_api_url(env["BFA_API_URL"], "BFA_API_URL")
+    else:
+        api_url = DEFAULT_API_URL
+
+    if cache_dir is not None:
+        cache_path = Path(cache_dir).expanduser()
+    elif env.get("BFA_CACHE_DIR"):
+        cache_path = Path(env["BFA_CACHE_DIR"]).expanduser()
+    else:
+        cache_path = default_cache_dir()
+
+    if token is None:
+        token = env.get("GITHUB_TOKEN") or None
+
+    if offline is None:
+        offline = parse_bool("BFA_OFFLINE", env.get("BFA_OFFLINE", ""))
+
+    if ttl is not None:
+        ttl_s = parse_duration("ttl", ttl)
+    elif env.get("BFA_TTL"):
+        ttl_s = parse_duration("BFA_TTL", env["BFA_TTL"])
+    else:
+        ttl_s = DEFAULT_TTL
+
+    if timeout is not None:
+        timeout_s = parse_duration("timeout", timeout)
+    elif env.get("BFA_TIMEOUT"):
+        timeout_s = parse_duration("BFA_TIMEOUT", env["BFA_TIMEOUT"])
+    else:
+        timeout_s = DEFAULT_TIMEOUT
+    if timeout_s <= 0:
+        raise ConfigError("timeout must be positive", variable="BFA_TIMEOUT", value=timeout)
+
+    return Settings(
+        repo=repo,
+        api_url=api_url,
+        cache_dir=cache_path,
+        token=token,
+        offline=bool(offline),
+        ttl=ttl_s,
+        timeout=timeout_s,
+    )

@@ -1,0 +1,360 @@
+"""Dataset -> verified local file -> pandas / Arrow / DuckDB / polars / Dask.
+
+The data flows one way: resolve the version, make sure the file is in the cache
+(download, decompress or derive it once), then read the local file with column
+selection and filters pushed down to the Parquet reader.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .cache import CacheLayout
+from .config import Settings, get_settings
+from .errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
+from .manifest import Manifest
+from .releases import get_manifest, resolve_release
+from .schema import DatasetSpec, get_spec
+
+log = logging.getLogger(__name__)
+
+DateLike = str | dt.date | dt.datetime
+
+
+def local_path(
+    dataset: str,
+    version: str = "latest",
+    *,
+    settings: Settings | None = None,
+    callback: Any = None,
+) -> Path:
+    """Path of the verified local file holding ``dataset`` at ``version``.
+
+    Downloads, decompresses or derives it on first use; afterwards it costs a few
+    file reads and no network request.
+
+    Parameters
+    ----------
+    dataset
+        One of :data:`intake_bfa.schema.DATASETS`.
+    version
+        ``"latest"`` or a pinned version such as ``"2026-11-20"``.
+    settings
+        Configuration; default :func:`intake_bfa.config.get_settings`.
+    callback
+        fsspec ``Callback`` receiving download progress.
+
+    Returns
+    -------
+    pathlib.Path
+        A Parquet file for tables, a DuckDB file for ``availability_db``.
+    """
+    get_spec(dataset)
+    settings = settings or get_settings()
+    pinned, release = resolve_release(version, settings)
+    manifest = get_manifest(settings, pinned, release)
+    return ensure_local(settings, manifest, dataset, callback=callback)
+
+
+def ensure_local(
+    settings: Settings, manifest: Manifest, name: str, *, callback: Any = None
+) -> Path:
+    """Make ``name`` of ``manifest`` available in the cache and return its path."""
+    entry = manifest.datasets.get(name)
+    if entry is None:
+        raise DatasetNotFoundError(
+            f"version {manifest.version} of {settings.repo} has no {name!r} dataset; it has "
+            f"{', '.join(manifest.datasets)}",
+            dataset=name,
+            version=manifest.version,
+            available=list(manifest.datasets),
+        )
+    layout = CacheLayout(settings)
+    final = layout.file_path(manifest.version, entry.local_name)
+    if final.exists():
+        return final
+    if entry.derived_from:
+        from .derive import derive
+
+        source = ensure_local(settings, manifest, entry.derived_from, callback=callback)
+        return derive(name, source, final)
+    if settings.offline:
+        raise NotCachedError(
+            f"{name} {manifest.version} is not cached in {layout.root} and BFA_OFFLINE=1; "
+            "connect once (or unset BFA_OFFLINE) to download it",
+            dataset=name,
+            version=manifest.version,
+            cache_dir=str(layout.root),
+        )
+    from .fetch import decompress, download
+
+    layout.ensure(final.parent)
+    urls = _urls(settings, manifest, entry.asset, entry.urls)
+    asset_path = layout.file_path(manifest.version, entry.asset)
+    try:
+        download(
+            urls, asset_path, settings, size=entry.size, sha256=entry.sha256, callback=callback
+        )
+    except IntegrityError as err:
+        if manifest.layout == "rolling":
+            raise IntegrityError(
+                f"{entry.asset} of {settings.repo} changed since version {manifest.version} was "
+                "resolved (the rolling release is replaced daily); use version='latest' or "
+                "`bfa cache refresh`",
+                **err.context,
+            ) from err
+        raise
+    if entry.compression:
+        decompress(asset_path, final, entry.compression, callback=callback)
+        asset_path.unlink(missing_ok=True)  # the verified, decompressed file is what we read
+    return final
+
+
+def _urls(settings: Settings, manifest: Manifest, asset: str, mirrors: list[str]) -> list[str]:
+    info = manifest.raw.get("release", {}).get("assets", {}).get(asset, {})
+    urls = [u for u in (info.get("download_url"),) if u]
+    if settings.token and info.get("api_url"):
+        # Private repositories only serve assets through the API with the token.
+        urls.append(info["api_url"])
+    return urls + list(mirrors)
+
+
+# --- filters -------------------------------------------------------------------------------
+
+
+def _date(value: DateLike, name: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise QueryError(
+            f"{name}={value!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)",
+            argument=name,
+            value=value,
+        ) from None
+
+
+def plan_filters(
+    spec: DatasetSpec,
+    start: DateLike | None,
+    end: DateLike | None,
+    symbols: str | Sequence[str] | None,
+) -> list[tuple[str, str, Any]]:
+    """Validate filters and express them as ``(column, op, value)`` triples."""
+    filters: list[tuple[str, str, Any]] = []
+    if (start is not None or end is not None) and not spec.has_date:
+        raise QueryError(
+            f"{spec.name} has no date column; date filters apply to daily_availability "
+            "and volume_rankings",
+            dataset=spec.name,
+        )
+    lo = _date(start, "start") if start is not None else None
+    hi = _date(end, "end") if end is not None else None
+    if lo and hi and lo > hi:
+        raise QueryError(f"start {lo} is after end {hi}", start=str(lo), end=str(hi))
+    if lo:
+        filters.append(("date", ">=", lo))
+    if hi:
+        filters.append(("date", "<=", hi))
+    if symbols is not None:
+        names = [symbols] if isinstance(symbols, str) else list(symbols)
+        if not names or not all(isinstance(s, str) and s for s in names):
+            raise QueryError("symbols must be a symbol or a non-empty list of symbols")
+        filters.append(("symbol", "in", names))
+    return filters
+
+
+def _columns_error(path: Path, columns: Sequence[str], dataset: str) -> QueryError:
+    import pyarrow.parquet as pq
+
+    have = pq.read_schema(path).names
+    missing = [c for c in columns if c not in have]
+    return QueryError(
+        f"{dataset} has no column(s) {', '.join(map(repr, missing))}; columns: {', '.join(have)}",
+        dataset=dataset,
+        missing=missing,
+    )
+
+
+def _table_path(dataset: str, version: str, settings: Settings | None) -> tuple[DatasetSpec, Path]:
+    spec = get_spec(dataset)
+    if spec.kind != "table":
+        raise QueryError(
+            f"{dataset} is a database, not a table; open it with connect() / to_duckdb()",
+            dataset=dataset,
+        )
+    return spec, local_path(dataset, version, settings=settings)
+
+
+def read(
+    dataset: str,
+    version: str = "latest",
+    *,
+    columns: Sequence[str] | None = None,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    symbols: str | Sequence[str] | None = None,
+    settings: Settings | None = None,
+):
+    """Read a table dataset into a pandas DataFrame, filters pushed down to Parquet.
+
+    Parameters
+    ----------
+    dataset
+        ``daily_availability``, ``volume_rankings`` or ``symbols``.
+    version
+        ``"latest"`` or a pinned version.
+    columns
+        Columns to read (default all).
+    start, end
+        Inclusive date bounds (tables with a ``date`` column).
+    symbols
+        One symbol or a list of symbols.
+    settings
+        Configuration; default :func:`intake_bfa.config.get_settings`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    spec, path = _table_path(dataset, version, settings)
+    filters = plan_filters(spec, start, end, symbols)
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, columns=columns, filters=filters or None)
+    except (KeyError, ValueError) as err:
+        if columns:
+            raise _columns_error(path, columns, dataset) from err
+        raise
+
+
+def to_arrow(
+    dataset: str,
+    version: str = "latest",
+    *,
+    columns: Sequence[str] | None = None,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    symbols: str | Sequence[str] | None = None,
+    settings: Settings | None = None,
+):
+    """Like :func:`read`, returning a ``pyarrow.Table``."""
+    spec, path = _table_path(dataset, version, settings)
+    filters = plan_filters(spec, start, end, symbols)
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns, filters=filters or None)
+    except (KeyError, ValueError) as err:
+        if columns:
+            raise _columns_error(path, columns, dataset) from err
+        raise
+
+
+def _ident(name: str) -> str:
+    # Identifiers cannot be bound as parameters; quote them so no text escapes.
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def to_duckdb(
+    dataset: str,
+    version: str = "latest",
+    *,
+    columns: Sequence[str] | None = None,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    symbols: str | Sequence[str] | None = None,
+    con: Any = None,
+    settings: Settings | None = None,
+):
+    """A lazy DuckDB relation over the cached file (a read-only connection for the database).
+
+    Values are bound as parameters, never formatted into SQL.
+
+    Returns
+    -------
+    duckdb.DuckDBPyRelation or duckdb.DuckDBPyConnection
+        A relation for tables; for ``availability_db`` a read-only connection.
+    """
+    spec = get_spec(dataset)
+    if spec.kind == "database":
+        if columns or start or end or symbols:
+            raise QueryError("availability_db is a whole database; query it with SQL instead")
+        return connect(version, settings=settings)
+    spec, path = _table_path(dataset, version, settings)
+    filters = plan_filters(spec, start, end, symbols)
+    import duckdb
+
+    con = con or duckdb.connect()
+    cols = ", ".join(_ident(c) for c in columns) if columns else "*"
+    where, params = [], [str(path)]
+    for column, op, value in filters:
+        if op == "in":
+            where.append(f"list_contains(?, {_ident(column)})")
+        else:
+            where.append(f"{_ident(column)} {op} ?")
+        params.append(value)
+    sql = f"SELECT {cols} FROM read_parquet(?)" + (" WHERE " + " AND ".join(where) if where else "")
+    try:
+        return con.sql(sql, params=params)
+    except duckdb.BinderException as err:
+        if columns:
+            raise _columns_error(path, columns, dataset) from err
+        raise
+
+
+def connect(version: str = "latest", *, settings: Settings | None = None):
+    """Open the ``availability_db`` DuckDB database read-only."""
+    import duckdb
+
+    path = local_path("availability_db", version, settings=settings)
+    return duckdb.connect(str(path), read_only=True)
+
+
+def to_polars(
+    dataset: str,
+    version: str = "latest",
+    *,
+    columns=None,
+    start=None,
+    end=None,
+    symbols=None,
+    settings: Settings | None = None,
+):
+    """A ``polars.LazyFrame`` over the cached file; filters are pushed into the scan."""
+    import polars as pl
+
+    spec, path = _table_path(dataset, version, settings)
+    lazy = pl.scan_parquet(path)
+    for column, op, value in plan_filters(spec, start, end, symbols):
+        col = pl.col(column)
+        lazy = lazy.filter(
+            col.is_in(value) if op == "in" else (col >= value if op == ">=" else col <= value)
+        )
+    return lazy.select(columns) if columns else lazy
+
+
+def to_dask(
+    dataset: str,
+    version: str = "latest",
+    *,
+    columns=None,
+    start=None,
+    end=None,
+    symbols=None,
+    settings: Settings | None = None,
+):
+    """A ``dask.dataframe.DataFrame`` over the cached file, filters pushed down."""
+    import dask.dataframe as dd
+
+    spec, path = _table_path(dataset, version, settings)
+    filters = plan_filters(spec, start, end, symbols)
+    return dd.read_parquet(str(path), columns=columns, filters=filters or None)

@@ -1,0 +1,102 @@
+"""Tables computed from the DuckDB database, shared by the consumer and the producer.
+
+A rolling-layout release ships only the database, so the consumer derives the
+``daily_availability`` and ``symbols`` Parquet files from it, once, into the
+cache. The producer runs the same SQL when it builds a release, so both paths
+give identical tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Parquet layout shared by the producer and local derivation: rows sorted by
+#: (symbol, date) so a one-symbol timeline touches one or two row groups.
+PARQUET_SORT = "symbol, date"
+PARQUET_ROW_GROUP_SIZE = 100_000
+PARQUET_COMPRESSION = "zstd"
+
+_QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "BTC", "ETH", "BNB")
+
+#: One row per symbol that was ever available. Coverage end = the table's last date.
+SYMBOLS_SQL = f"""
+WITH avail AS (
+    SELECT symbol, date FROM daily_availability WHERE available
+),
+runs AS (
+    SELECT symbol, date,
+           date - LAG(date) OVER (PARTITION BY symbol ORDER BY date) AS step
+    FROM avail
+),
+life AS (
+    SELECT symbol,
+           MIN(date) AS first_date,
+           MAX(date) AS last_date,
+           CAST(COUNT(*) AS INTEGER) AS days_available,
+           CAST(COUNT(*) FILTER (WHERE step > 1) AS INTEGER) AS gap_count
+    FROM runs GROUP BY symbol
+),
+coverage AS (SELECT MAX(date) AS end_date FROM daily_availability),
+named AS (
+    SELECT *,
+           regexp_replace(regexp_replace(symbol, '_?SETTLED$', ''), '_[0-9]{{6}}$', '') AS pair,
+           CASE
+               WHEN regexp_matches(symbol, 'SETTLED$') THEN 'settled'
+               WHEN regexp_matches(symbol, '_[0-9]{{6}}$') THEN 'delivery'
+               ELSE 'perpetual'
+           END AS contract_kind,
+           CASE WHEN regexp_matches(symbol, '_[0-9]{{6}}$')
+                THEN TRY_CAST(strptime(regexp_extract(symbol, '_([0-9]{{6}})$', 1), '%y%m%d')
+                              AS DATE)
+           END AS delivery_date
+    FROM life
+)
+SELECT symbol, first_date, last_date, days_available,
+       CAST(date_diff('day', first_date, last_date) + 1 - days_available AS INTEGER)
+           AS missing_days,
+       gap_count, contract_kind, delivery_date,
+       NULLIF(regexp_extract(pair, '({"|".join(_QUOTES)})$', 1), '') AS quote_asset,
+       (contract_kind <> 'settled' AND last_date >= coverage.end_date - INTERVAL 1 DAY)
+           AS listed_now
+FROM named, coverage
+ORDER BY symbol
+"""
+
+DAILY_AVAILABILITY_SQL = f"SELECT * FROM daily_availability ORDER BY {PARQUET_SORT}"
+
+DERIVED_SQL = {"daily_availability": DAILY_AVAILABILITY_SQL, "symbols": SYMBOLS_SQL}
+
+
+def write_parquet(relation, dest: Path) -> Path:
+    """Write a DuckDB relation to ``dest`` atomically with the shared Parquet layout."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        relation.write_parquet(
+            tmp, compression=PARQUET_COMPRESSION, row_group_size=PARQUET_ROW_GROUP_SIZE
+        )
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def derive(name: str, database: Path, dest: Path) -> Path:
+    """Compute dataset ``name`` from the DuckDB file ``database`` into ``dest`` (Parquet)."""
+    import duckdb
+
+    log.info("deriving %s from %s", name, database.name)
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return write_parquet(con.sql(DERIVED_SQL[name]), dest)
+    finally:
+        con.close()

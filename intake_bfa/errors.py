@@ -1,0 +1,133 @@
+"""The whole error family of intake-bfa.
+
+Every error derives from :class:`BfaError` *and* from the builtin exception that
+callers already catch (an integrity failure is a ``ValueError``, data missing
+while offline is a ``FileNotFoundError``...). Each carries the data needed to act
+on it (URL, version, path) as attributes, and its message says what to do.
+No error message ever contains a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class BfaError(Exception):
+    """Root of every error raised by intake-bfa.
+
+    Parameters
+    ----------
+    message
+        Human-readable explanation, including how to fix the problem.
+    **context
+        Structured data about the failure (``url``, ``version``, ``path``...),
+        exposed as attributes of the exception.
+    """
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+        for key, value in context.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        # KeyError's default __str__ quotes the message; keep every subclass readable.
+        return self.message
+
+    def __reduce__(self):
+        # Exceptions with keyword-only context must still pickle (multiprocessing, dask).
+        return (_rebuild, (type(self), self.message, self.context))
+
+
+def _rebuild(cls: type[BfaError], message: str, context: dict[str, Any]) -> BfaError:
+    return cls(message, **context)
+
+
+class ConfigError(BfaError, ValueError):
+    """A configuration value (argument or ``BFA_*`` variable) is invalid."""
+
+
+class CatalogError(BfaError, ValueError):
+    """A catalog YAML file is missing, malformed or names unknown readers."""
+
+
+class DatasetNotFoundError(BfaError, KeyError):
+    """The dataset name is not one that intake-bfa publishes."""
+
+
+class VersionNotFoundError(BfaError, LookupError):
+    """No release holds the requested dataset version."""
+
+
+class RepoNotFoundError(BfaError, FileNotFoundError):
+    """The configured repository does not exist or is not visible to this token."""
+
+
+class ManifestError(BfaError, ValueError):
+    """A release manifest is missing, malformed or unsafe."""
+
+
+class IntegrityError(BfaError, ValueError):
+    """Downloaded bytes do not match the published size or sha256."""
+
+
+class DownloadError(BfaError, OSError):
+    """A network request failed (connection, HTTP status, timeout)."""
+
+
+class RateLimitError(DownloadError):
+    """The GitHub API rate limit is exhausted."""
+
+
+class AuthenticationError(DownloadError, PermissionError):
+    """The server rejected the credentials (bad or missing ``GITHUB_TOKEN``)."""
+
+
+class NotCachedError(BfaError, FileNotFoundError):
+    """The data is not in the local cache and cannot be downloaded (offline)."""
+
+
+class QueryError(BfaError, ValueError):
+    """A read or query asked for columns, filters or values that do not exist."""
+
+
+def nearest(wanted: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` candidates closest to ``wanted``.
+
+    Versions are ISO dates, so "closest" is by date distance when both parse as
+    dates; otherwise by string similarity.
+
+    Parameters
+    ----------
+    wanted
+        The value the user asked for.
+    candidates
+        The values that exist.
+    n
+        How many suggestions to return.
+
+    Returns
+    -------
+    list of str
+        The suggestions, closest first.
+    """
+    import datetime as dt
+    import difflib
+
+    pool = list(dict.fromkeys(candidates))
+    try:
+        target = dt.date.fromisoformat(wanted[:10])
+    except ValueError:
+        target = None
+    if target is not None:
+        dated = []
+        for c in pool:
+            try:
+                dated.append((abs((dt.date.fromisoformat(c[:10]) - target).days), c))
+            except ValueError:
+                continue
+        if dated:
+            return [c for _, c in sorted(dated)[:n]]
+    return difflib.get_close_matches(wanted, pool, n=n, cutoff=0.0)

@@ -1,0 +1,186 @@
+"""Intake 2 datatypes and readers for intake-bfa (registered via the ``intake.imports`` entry point).
+
+Intake imports this module on every ``import intake``, so it stays light: only
+intake itself and our small modules; pandas, pyarrow and duckdb are imported by
+the read calls. Our readers implement our own datatypes only, so they never
+become the default reader for other Parquet files in the user's session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intake.readers.datatypes import BaseData
+from intake.readers.readers import BaseReader
+
+from .config import Settings, get_settings
+
+
+def _ds():
+    # Imported on first read, not when intake imports this plugin.
+    from . import datasets
+
+    return datasets
+
+
+class BfaData(BaseData):
+    """A dataset of an intake-bfa release (base of :class:`BfaTable` and :class:`BfaDatabase`).
+
+    Parameters
+    ----------
+    dataset
+        Dataset name (``daily_availability``, ``availability_db``...).
+    version
+        ``"latest"`` or a pinned version; a read call may override it.
+    repo, api_url
+        Where the releases live; None means ``BFA_REPO`` / ``BFA_API_URL`` or the defaults.
+    metadata
+        Free-form metadata (description, columns...).
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        version: str = "latest",
+        repo: str | None = None,
+        api_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.version = version
+        self.repo = repo
+        self.api_url = api_url
+        super().__init__(metadata)
+
+    def settings(self) -> Settings:
+        """Configuration for this dataset, read now (catalog value > environment > default)."""
+        return get_settings(repo=self.repo, api_url=self.api_url)
+
+
+class BfaTable(BfaData):
+    """A table dataset published as Parquet (daily_availability, volume_rankings, symbols)."""
+
+    structure = {"table"}
+
+
+class BfaDatabase(BfaData):
+    """The availability DuckDB database, opened read-only."""
+
+    structure = {"database"}
+
+
+class _BfaReader(BaseReader):
+    """Shared behaviour: version override, local path, conversions to every output."""
+
+    def _args(self, data: BfaData, version: str | None) -> dict[str, Any]:
+        return {"version": version or data.version, "settings": data.settings()}
+
+    def local_path(self, version: str | None = None):
+        """Verified local file for this dataset (downloaded on first use)."""
+        data = self.data
+        return _ds().local_path(data.dataset, **self._args(data, version))
+
+    def versions(self):
+        """Versions available for this dataset's repository (see :func:`list_versions`)."""
+        from .releases import list_versions
+
+        return list_versions(settings=self.data.settings())
+
+    def to_duckdb(self, version: str | None = None, **kwargs):
+        """DuckDB relation (tables) or read-only connection (database)."""
+        data = self.data
+        return _ds().to_duckdb(data.dataset, **self._args(data, version), **kwargs)
+
+
+class _BfaTableReader(_BfaReader):
+    implements = {BfaTable}
+
+    def to_pandas(self, version: str | None = None, **kwargs):
+        """pandas DataFrame; ``columns``, ``start``, ``end``, ``symbols`` are pushed down."""
+        data = self.data
+        return _ds().read(data.dataset, **self._args(data, version), **kwargs)
+
+    def to_arrow(self, version: str | None = None, **kwargs):
+        """pyarrow Table; same filters as :meth:`to_pandas`."""
+        data = self.data
+        return _ds().to_arrow(data.dataset, **self._args(data, version), **kwargs)
+
+    def to_polars(self, version: str | None = None, **kwargs):
+        """polars LazyFrame; filters are pushed into the scan (needs the ``polars`` extra)."""
+        data = self.data
+        return _ds().to_polars(data.dataset, **self._args(data, version), **kwargs)
+
+    def to_dask(self, version: str | None = None, **kwargs):
+        """dask DataFrame over the cached Parquet (needs the ``dask`` extra)."""
+        data = self.data
+        return _ds().to_dask(data.dataset, **self._args(data, version), **kwargs)
+
+
+class BfaPandasReader(_BfaTableReader):
+    """Read a bfa table into a pandas DataFrame.
+
+    ``read(version=None, columns=None, start=None, end=None, symbols=None)``:
+    filters and column selection are pushed down to the Parquet reader.
+    """
+
+    imports = {"pandas", "pyarrow"}
+    output_instance = "pandas:DataFrame"
+
+    def _read(self, data: BfaTable, version: str | None = None, **kwargs):
+        return self.to_pandas(version, **kwargs)
+
+
+class BfaArrowReader(_BfaTableReader):
+    """Read a bfa table into a pyarrow Table."""
+
+    imports = {"pyarrow"}
+    output_instance = "pyarrow:Table"
+
+    def _read(self, data: BfaTable, version: str | None = None, **kwargs):
+        return self.to_arrow(version, **kwargs)
+
+
+class BfaDuckDBReader(_BfaTableReader):
+    """A lazy DuckDB relation over a bfa table."""
+
+    imports = {"duckdb"}
+    output_instance = "duckdb:DuckDBPyRelation"
+
+    def _read(self, data: BfaTable, version: str | None = None, **kwargs):
+        return self.to_duckdb(version, **kwargs)
+
+
+class BfaPolarsReader(_BfaTableReader):
+    """A polars LazyFrame over a bfa table."""
+
+    imports = {"polars"}
+    output_instance = "polars:LazyFrame"
+
+    def _read(self, data: BfaTable, version: str | None = None, **kwargs):
+        return self.to_polars(version, **kwargs)
+
+
+class BfaDaskReader(_BfaTableReader):
+    """A dask DataFrame over a bfa table."""
+
+    imports = {"dask", "pyarrow"}
+    output_instance = "dask.dataframe:DataFrame"
+
+    def _read(self, data: BfaTable, version: str | None = None, **kwargs):
+        return self.to_dask(version, **kwargs)
+
+
+class BfaDatabaseReader(_BfaReader):
+    """Open the availability DuckDB database read-only (``read()`` returns the connection)."""
+
+    implements = {BfaDatabase}
+    imports = {"duckdb"}
+    output_instance = "duckdb:DuckDBPyConnection"
+
+    def _read(self, data: BfaDatabase, version: str | None = None):
+        return self.to_duckdb(version)
+
+
+#: The reader each dataset kind gets in the catalog.
+DEFAULT_READERS = {"table": BfaPandasReader, "database": BfaDatabaseReader}
+DATATYPES = {"table": BfaTable, "database": BfaDatabase}

@@ -1,0 +1,489 @@
+"""GitHub releases -> dataset versions: list, detect the layout, resolve "latest", get manifests.
+
+Two release layouts are understood without the user saying which:
+
+* **dated** (this project's): immutable tags ``data-YYYY-MM-DD`` with a
+  ``manifest.json`` asset; the version is the date.
+* **rolling** (the public project's today): one tag ``latest`` re-uploaded daily
+  with ``availability.duckdb.gz`` and ``volume-rankings-timeseries.parquet``; the
+  version is ``rolling-<UTC time of the newest upload>``.
+
+When a repository has both, dated versions win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cache import CacheLayout, atomic_write_json, read_json, read_ref, write_ref
+from .config import Settings, get_settings
+from .errors import (
+    DownloadError,
+    IntegrityError,
+    ManifestError,
+    NotCachedError,
+    RepoNotFoundError,
+    VersionNotFoundError,
+    nearest,
+)
+from .http import api_get_json, is_network_failure, open_url, safe_url
+from .manifest import MANIFEST_NAME, Manifest, check_asset_name, load_manifest, parse_manifest
+
+log = logging.getLogger(__name__)
+
+DATED_TAG_RE = re.compile(r"^data-(\d{4}-\d{2}-\d{2})$")
+ROLLING_TAG = "latest"
+ROLLING_DB_ASSETS = ("availability.duckdb.gz", "availability.duckdb")
+ROLLING_RANKINGS_ASSET = "volume-rankings-timeseries.parquet"
+_PINNED_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}|rolling-\d{8}T\d{6}Z)$")
+_META_RE = re.compile(r"<!--\s*bfa-metadata:\s*(\{.*?\})\s*-->", re.S)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A release asset as the API lists it."""
+
+    name: str
+    size: int
+    sha256: str | None
+    download_url: str
+    api_url: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release that holds a dataset version."""
+
+    version: str
+    tag: str
+    layout: str
+    published_at: str | None
+    assets: dict[str, Asset]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the release's assets."""
+        return sum(a.size for a in self.assets.values())
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One row of :func:`list_versions`."""
+
+    version: str
+    tag: str
+    layout: str
+    published_at: str | None
+    coverage_start: str | None
+    coverage_end: str | None
+    rows: int | None
+    size: int
+    cached: bool
+    latest: bool
+
+
+def release_body_metadata(meta: dict[str, Any]) -> str:
+    """Machine-readable metadata a publisher embeds in a release body (coverage, rows)."""
+    return f"<!-- bfa-metadata: {json.dumps(meta, sort_keys=True)} -->"
+
+
+def _body_meta(body: str | None) -> dict[str, Any]:
+    match = _META_RE.search(body or "")
+    if not match:
+        return {}
+    try:
+        meta = json.loads(match.group(1))
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _parse_asset(raw: dict[str, Any]) -> Asset | None:
+    try:
+        name = check_asset_name(raw["name"], "release asset")
+    except (KeyError, ManifestError):
+        log.warning("skipping release asset with unsafe name %r", raw.get("name"))
+        return None
+    digest = raw.get("digest") or ""
+    sha = digest[7:].lower() if digest.startswith("sha256:") else None
+    return Asset(
+        name=name,
+        size=int(raw.get("size") or 0),
+        sha256=sha,
+        download_url=raw.get("browser_download_url", ""),
+        api_url=raw.get("url", ""),
+        updated_at=raw.get("updated_at") or raw.get("created_at") or "",
+    )
+
+
+def parse_release(raw: dict[str, Any]) -> Release | None:
+    """Turn one API release object into a :class:`Release`, or None if it holds no dataset."""
+    if raw.get("draft") or raw.get("prerelease"):
+        return None
+    tag = raw.get("tag_name") or ""
+    assets = {a.name: a for a in map(_parse_asset, raw.get("assets") or []) if a}
+    dated = DATED_TAG_RE.match(tag)
+    if dated and MANIFEST_NAME in assets:
+        layout, version = "dated", dated.group(1)
+    elif tag == ROLLING_TAG and any(n in assets for n in ROLLING_DB_ASSETS):
+        layout = "rolling"
+        stamps = [a.updated_at for n, a in assets.items() if n in (*ROLLING_DB_ASSETS,)]
+        stamp = max(stamps).replace("-", "").replace(":", "")
+        version = f"rolling-{stamp[:15]}Z" if len(stamp) >= 15 else "rolling-00000000T000000Z"
+    else:
+        return None
+    return Release(
+        version=version,
+        tag=tag,
+        layout=layout,
+        published_at=raw.get("published_at"),
+        assets=assets,
+        meta=_body_meta(raw.get("body")),
+    )
+
+
+def fetch_releases(settings: Settings, layout: CacheLayout) -> list[Release]:
+    """Dataset releases of the repository, newest first, in one conditional API request."""
+    cached = read_json(layout.releases_path) or {}
+    etag = cached.get("etag") if isinstance(cached.get("releases"), list) else None
+    path = f"/repos/{settings.repo}/releases?per_page=100"
+    status, data, new_etag = api_get_json(settings, path, etag=etag)
+    if status == 404:
+        raise RepoNotFoundError(
+            f"repository {settings.repo!r} not found at {safe_url(settings.api_url)} (404); "
+            "check BFA_REPO (owner/name), BFA_API_URL, and GITHUB_TOKEN for private repos",
+            repo=settings.repo,
+            url=safe_url(settings.api_url + path),
+        )
+    if status == 304:
+        raw_list = cached["releases"]
+    else:
+        if not isinstance(data, list):
+            raise DownloadError(
+                f"{safe_url(settings.api_url + path)} did not answer a release list",
+                url=safe_url(settings.api_url + path),
+                status=status,
+            )
+        raw_list = data
+        layout.ensure(layout.releases_path.parent)
+        atomic_write_json(
+            layout.releases_path,
+            {"etag": new_etag, "fetched_at": time.time(), "releases": raw_list},
+        )
+    releases = [r for r in map(parse_release, raw_list) if r]
+    # Dated versions first (newest date first), then the rolling one.
+    return sorted(releases, key=lambda r: (r.layout == "dated", r.version), reverse=True)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _fallback_latest(layout: CacheLayout, reason: str, cause: Exception | None) -> str:
+    ref = read_ref(layout)
+    if ref:
+        age = _age(time.time() - float(ref.get("resolved_at", 0)))
+        log.warning(
+            "%s; using cached latest version %s, resolved %s ago", reason, ref["version"], age
+        )
+        return ref["version"]
+    cached = layout.cached_versions()
+    if cached:
+        log.warning("%s; using newest cached version %s", reason, cached[0])
+        return cached[0]
+    raise NotCachedError(
+        f"{reason}, and no version of {layout.settings.repo} is cached in {layout.root}; "
+        "connect once (or unset BFA_OFFLINE) to download it",
+        dataset=None,
+        version="latest",
+        cache_dir=str(layout.root),
+    ) from cause
+
+
+def resolve_version(version: str = "latest", *, settings: Settings | None = None) -> str:
+    """Turn ``version`` into a concrete, pinned version string.
+
+    ``"latest"`` costs no request while the cached pointer is younger than the TTL,
+    and at most one conditional API request otherwise. A pinned version is
+    returned as given (after validation), without any request.
+
+    Raises
+    ------
+    VersionNotFoundError
+        For a malformed version, or when the repository has no dataset release.
+    NotCachedError
+        When offline (or the network fails) and nothing is cached.
+    """
+    return resolve_release(version, settings or get_settings())[0]
+
+
+def resolve_release(version: str, settings: Settings) -> tuple[str, Release | None]:
+    """Like :func:`resolve_version`, also returning the release when it was just listed."""
+    if version != "latest":
+        return _check_pinned(version), None
+    layout = CacheLayout(settings)
+    ref = read_ref(layout)
+    if ref and time.time() - float(ref.get("resolved_at", 0)) < settings.ttl:
+        return ref["version"], None
+    if settings.offline:
+        return _fallback_latest(layout, "offline (BFA_OFFLINE=1)", None), None
+    try:
+        releases = fetch_releases(settings, layout)
+    except DownloadError as err:
+        if not is_network_failure(err):
+            raise
+        return _fallback_latest(layout, f"cannot reach the release server ({err})", err), None
+    if not releases:
+        raise VersionNotFoundError(
+            f"repository {settings.repo} has no dataset releases (no data-YYYY-MM-DD tag with "
+            f"a manifest, and no rolling '{ROLLING_TAG}' release); check BFA_REPO",
+            repo=settings.repo,
+            version="latest",
+            available=[],
+        )
+    newest = releases[0]
+    write_ref(layout, newest.version, tag=newest.tag, release_layout=newest.layout)
+    return newest.version, newest
+
+
+def _check_pinned(version: str) -> str:
+    if isinstance(version, str) and version.startswith("data-"):
+        version = version[5:]  # accept the tag name too
+    if not isinstance(version, str) or not _PINNED_RE.match(version):
+        raise VersionNotFoundError(
+            f"{version!r} is not a dataset version; use 'latest', a date like 2026-11-20, "
+            "or a name from `bfa versions`",
+            version=version,
+            available=[],
+        )
+    if version[0].isdigit():
+        try:
+            dt.date.fromisoformat(version)
+        except ValueError:
+            raise VersionNotFoundError(
+                f"{version!r} is not a valid date; versions look like 2026-11-20",
+                version=version,
+                available=[],
+            ) from None
+    return version
+
+
+def _not_found(settings: Settings, version: str, releases: list[Release]) -> VersionNotFoundError:
+    names = [r.version for r in releases]
+    close = nearest(version, names)
+    hint = f"nearest available: {', '.join(close)}" if close else "the repository has none"
+    extra = ""
+    if version.startswith("rolling-"):
+        extra = " (a rolling release is replaced daily; only its newest upload can be fetched)"
+    return VersionNotFoundError(
+        f"version {version} not found in {settings.repo}{extra}; {hint}. "
+        "See `bfa versions` for the full list",
+        version=version,
+        repo=settings.repo,
+        available=names,
+        nearest=close,
+    )
+
+
+def find_release(settings: Settings, layout: CacheLayout, version: str) -> Release:
+    """The release holding ``version`` (one API request for a dated version)."""
+    if DATED_TAG_RE.match(f"data-{version}"):
+        status, data, _ = api_get_json(
+            settings, f"/repos/{settings.repo}/releases/tags/data-{version}"
+        )
+        if status == 200 and isinstance(data, dict):
+            release = parse_release(data)
+            if release and release.version == version:
+                return release
+    releases = fetch_releases(settings, layout)
+    for release in releases:
+        if release.version == version:
+            return release
+    raise _not_found(settings, version, releases)
+
+
+def _read_small(url: str, settings: Settings, limit: int = 16 << 20) -> bytes:
+    with open_url(url, settings, headers={"Accept": "application/octet-stream"}) as resp:
+        body = resp.stream.read(limit + 1)
+    if len(body) > limit:
+        raise ManifestError(f"{safe_url(url)}: manifest larger than {limit} bytes", source=url)
+    return body
+
+
+def synthesize_rolling(release: Release) -> dict[str, Any]:
+    """The manifest equivalent of a rolling-layout release (no manifest asset of its own)."""
+    db_name = next(n for n in ROLLING_DB_ASSETS if n in release.assets)
+    db = release.assets[db_name]
+    datasets: dict[str, Any] = {
+        "availability_db": {
+            "asset": db_name,
+            "size": db.size,
+            "sha256": db.sha256,
+            "compression": "gzip" if db_name.endswith(".gz") else None,
+        },
+        "daily_availability": {"derived_from": "availability_db"},
+        "symbols": {"derived_from": "availability_db"},
+    }
+    rankings = release.assets.get(ROLLING_RANKINGS_ASSET)
+    if rankings:
+        datasets["volume_rankings"] = {
+            "asset": rankings.name,
+            "size": rankings.size,
+            "sha256": rankings.sha256,
+        }
+    return {
+        "schema_version": 1,
+        "version": release.version,
+        "layout": "rolling",
+        "created_at": db.updated_at,
+        "datasets": datasets,
+    }
+
+
+def get_manifest(settings: Settings, version: str, release: Release | None = None) -> Manifest:
+    """The validated manifest of a pinned ``version``; no request when it is cached.
+
+    ``release`` (from :func:`resolve_release`) saves looking the release up again.
+    """
+    layout = CacheLayout(settings)
+    path = layout.manifest_path(version)
+    if path.is_file():
+        return load_manifest(path)
+    if settings.offline:
+        raise NotCachedError(
+            f"version {version} of {settings.repo} is not cached in {layout.root} and "
+            "BFA_OFFLINE=1; connect once (or unset BFA_OFFLINE) to download it",
+            dataset=None,
+            version=version,
+            cache_dir=str(layout.root),
+        )
+    if release is None or release.version != version:
+        release = find_release(settings, layout, version)
+    if release.layout == "rolling":
+        doc = synthesize_rolling(release)
+    else:
+        asset = release.assets[MANIFEST_NAME]
+        body = _read_small(asset.download_url, settings)
+        if asset.sha256:
+            import hashlib
+
+            actual = hashlib.sha256(body).hexdigest()
+            if actual != asset.sha256:
+                raise IntegrityError(
+                    f"sha256 mismatch for {MANIFEST_NAME} of {version}: expected "
+                    f"{asset.sha256}, got {actual}; nothing was cached",
+                    url=safe_url(asset.download_url),
+                    expected=asset.sha256,
+                    actual=actual,
+                )
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise ManifestError(
+                f"{MANIFEST_NAME} of release {release.tag} is not valid JSON; the release is "
+                "malformed, report it to its publisher or pin another version",
+                source=safe_url(asset.download_url),
+            ) from None
+    manifest = parse_manifest(doc, source=f"{settings.repo}@{release.tag}/{MANIFEST_NAME}")
+    if manifest.version != version:
+        raise ManifestError(
+            f"manifest of {release.tag} says version {manifest.version!r}, expected {version!r}",
+            source=release.tag,
+        )
+    for entry in manifest.datasets.values():
+        if entry.asset and entry.asset not in release.assets:
+            raise ManifestError(
+                f"manifest of {release.tag} lists asset {entry.asset!r} that the release lacks",
+                source=release.tag,
+                asset=entry.asset,
+            )
+    # Remember where each asset downloads from, so later fetches need no API call.
+    doc = dict(doc)
+    doc["release"] = {
+        "tag": release.tag,
+        "published_at": release.published_at,
+        "assets": {
+            n: {"download_url": a.download_url, "api_url": a.api_url}
+            for n, a in release.assets.items()
+        },
+    }
+    layout.ensure(path.parent)
+    atomic_write_json(path, doc)
+    return load_manifest(path)
+
+
+def list_versions(
+    *, settings: Settings | None = None, repo: str | None = None
+) -> list[VersionInfo]:
+    """Every dataset version of the repository, newest first, with coverage and size.
+
+    Offline, lists the cached versions instead.
+
+    Parameters
+    ----------
+    settings
+        Configuration; default :func:`get_settings` (with ``repo`` if given).
+    repo
+        Shortcut for ``get_settings(repo=...)``.
+    """
+    settings = settings or get_settings(repo=repo)
+    layout = CacheLayout(settings)
+    cached = set(layout.cached_versions())
+    if settings.offline:
+        rows = []
+        for version in sorted(cached, reverse=True):
+            m = load_manifest(layout.manifest_path(version))
+            tag = m.raw.get("release", {}).get("tag", version)
+            rows.append(_info_from_manifest(m, tag, version in cached, not rows))
+        return rows
+    releases = fetch_releases(settings, layout)
+    rows = []
+    for i, rel in enumerate(releases):
+        cov = rel.meta.get("coverage") or {}
+        rows_count = rel.meta.get("rows")
+        if rel.version in cached and not cov:
+            m = load_manifest(layout.manifest_path(rel.version))
+            cov = {"start": m.coverage[0], "end": m.coverage[1]} if m.coverage else {}
+        rows.append(
+            VersionInfo(
+                version=rel.version,
+                tag=rel.tag,
+                layout=rel.layout,
+                published_at=rel.published_at,
+                coverage_start=cov.get("start"),
+                coverage_end=cov.get("end"),
+                rows=rows_count,
+                size=rel.size,
+                cached=rel.version in cached,
+                latest=i == 0,
+            )
+        )
+    return rows
+
+
+def _info_from_manifest(m: Manifest, tag: str, cached: bool, latest: bool) -> VersionInfo:
+    main = m.datasets.get("daily_availability")
+    return VersionInfo(
+        version=m.version,
+        tag=tag,
+        layout=m.layout,
+        published_at=m.raw.get("release", {}).get("published_at"),
+        coverage_start=m.coverage[0] if m.coverage else None,
+        coverage_end=m.coverage[1] if m.coverage else None,
+        rows=main.rows if main else None,
+        size=m.total_size,
+        cached=cached,
+        latest=latest,
+    )

@@ -1,0 +1,153 @@
+"""What intake-bfa publishes: the datasets, their files and the meaning of every column.
+
+Pure data, no heavy imports: the catalog, the readers, the CLI and the producer
+all describe the datasets from this one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import DatasetNotFoundError, nearest
+
+#: Bumped when the manifest's structure changes incompatibly.
+MANIFEST_SCHEMA_VERSION = 1
+#: The first UTC day for which Binance Vision has USDT-M daily klines.
+FIRST_DATE = "2019-12-31"
+
+DAILY_AVAILABILITY_COLUMNS: dict[str, tuple[str, str]] = {
+    "date": ("DATE", "UTC day"),
+    "symbol": ("VARCHAR", "futures symbol as on Binance Vision, e.g. BTCUSDT, BTCUSDT_240329"),
+    "available": ("BOOLEAN", "Binance Vision holds that day's 1m klines file for the symbol"),
+    "file_size_bytes": ("BIGINT", "size of the daily 1m klines zip (null when not available)"),
+    "last_modified": ("TIMESTAMP", "S3 Last-Modified of the file, UTC (not the data date)"),
+    "url": ("VARCHAR", "the file's URL on data.binance.vision"),
+    "status_code": ("INTEGER", "HTTP status the check observed (200 or 404)"),
+    "probe_timestamp": ("TIMESTAMP", "when this row was last checked, UTC"),
+    "quote_volume_usdt": ("DOUBLE", "daily quote volume from the 1d kline"),
+    "trade_count": ("BIGINT", "number of trades that day"),
+    "volume_base": ("DOUBLE", "daily volume in the base asset"),
+    "taker_buy_volume_base": ("DOUBLE", "taker buy volume in the base asset"),
+    "taker_buy_quote_volume_usdt": ("DOUBLE", "taker buy volume in the quote asset"),
+    "open_price": ("DOUBLE", "daily open"),
+    "high_price": ("DOUBLE", "daily high"),
+    "low_price": ("DOUBLE", "daily low"),
+    "close_price": ("DOUBLE", "daily close"),
+}
+
+VOLUME_RANKINGS_COLUMNS: dict[str, tuple[str, str]] = {
+    "date": ("DATE", "UTC day"),
+    "symbol": ("VARCHAR", "futures symbol"),
+    "rank": ("SMALLINT", "dense rank by quote volume on that date, 1 = largest"),
+    "quote_volume_usdt": ("DOUBLE", "daily quote volume"),
+    "trade_count": ("BIGINT", "number of trades that day"),
+    "rank_change_1d": ("SMALLINT", "rank 1 calendar day earlier minus today's (positive = rose)"),
+    "rank_change_7d": ("SMALLINT", "rank 7 calendar days earlier minus today's"),
+    "rank_change_14d": ("SMALLINT", "rank 14 calendar days earlier minus today's"),
+    "rank_change_30d": ("SMALLINT", "rank 30 calendar days earlier minus today's"),
+    "percentile": ("FLOAT", "rank position as a fraction, 0 = top, 1 = bottom"),
+    "market_share_pct": ("FLOAT", "share of that date's total quote volume, in percent"),
+    "days_available": ("TINYINT", "days available in the 30 calendar days ending on this date"),
+    "generation_timestamp": ("TIMESTAMP", "when the rankings were computed, UTC"),
+}
+
+SYMBOLS_COLUMNS: dict[str, tuple[str, str]] = {
+    "symbol": ("VARCHAR", "futures symbol"),
+    "first_date": ("DATE", "first day with a data file"),
+    "last_date": ("DATE", "last day with a data file"),
+    "days_available": ("INTEGER", "days with a data file"),
+    "missing_days": ("INTEGER", "days without a file between first_date and last_date"),
+    "gap_count": ("INTEGER", "runs of missing days between first_date and last_date"),
+    "contract_kind": ("VARCHAR", "perpetual, delivery (dated quarterly) or settled (history)"),
+    "delivery_date": ("DATE", "delivery date of a dated contract, else null"),
+    "quote_asset": ("VARCHAR", "quote asset: USDT, USDC, BUSD, BTC..."),
+    "listed_now": ("BOOLEAN", "available on the last or second-to-last covered date"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset a release carries.
+
+    Attributes
+    ----------
+    name
+        Catalog and manifest name.
+    description
+        One line for catalogs and ``--help``.
+    kind
+        ``"table"`` (a Parquet file) or ``"database"`` (a DuckDB file).
+    asset
+        File name of the asset in the project's own release layout.
+    columns
+        Column name -> (DuckDB type, meaning); for a database, its main table.
+    """
+
+    name: str
+    description: str
+    kind: str
+    asset: str
+    columns: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def has_date(self) -> bool:
+        """True when rows are per date (date-range filters apply)."""
+        return "date" in self.columns
+
+    @property
+    def has_symbol(self) -> bool:
+        """True when rows carry a symbol (symbol filters apply)."""
+        return "symbol" in self.columns
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "daily_availability",
+            "One row per (UTC date, symbol), dense grid: is the day's file on Binance Vision, "
+            "with size, timestamps and daily volume",
+            "table",
+            "daily_availability.parquet",
+            DAILY_AVAILABILITY_COLUMNS,
+        ),
+        DatasetSpec(
+            "availability_db",
+            "The whole DuckDB database (daily_availability, symbols, daily_symbol_counts), "
+            "opened read-only",
+            "database",
+            "availability.duckdb.gz",
+            DAILY_AVAILABILITY_COLUMNS,
+        ),
+        DatasetSpec(
+            "volume_rankings",
+            "Daily rank of every traded symbol by quote volume, with rank changes and market share",
+            "table",
+            "volume_rankings.parquet",
+            VOLUME_RANKINGS_COLUMNS,
+        ),
+        DatasetSpec(
+            "symbols",
+            "One row per symbol: first/last available date, days available, gaps, contract kind, "
+            "quote asset, listed-now flag",
+            "table",
+            "symbols.parquet",
+            SYMBOLS_COLUMNS,
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Return the :class:`DatasetSpec` for ``name`` or raise :class:`DatasetNotFoundError`."""
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        known = ", ".join(DATASETS)
+        close = nearest(str(name), DATASETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DatasetNotFoundError(
+            f"unknown dataset {name!r}; intake-bfa publishes: {known}.{hint}",
+            dataset=name,
+            available=list(DATASETS),
+        ) from None

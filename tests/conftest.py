@@ -1,0 +1,89 @@
+"""Shared fixtures: a real local release server, sample releases built once, isolated config.
+
+No test may reach the internet: every test starts with BFA_API_URL pointing at a
+closed loopback port and a private cache dir, and only the local release
+server (127.0.0.1) is ever contacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases, publish_rolling
+from intake_bfa.testing.server import ReleaseServer
+
+V_OLD = "2021-06-28"
+V_NEW = "2021-07-01"
+ROLLING_REPO = "legacy/binance-futures-availability"
+ROLLING_END = dt.date(2021, 6, 30)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """Private cache dir and a dead API URL unless a test points it at the local server."""
+    for name in list(os.environ):
+        if name.startswith("BFA_") or name in ("GITHUB_TOKEN", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BFA_CACHE_DIR", str(tmp_path / "cache"))
+    # Port 9 (discard) on loopback: refused at once, so a test that forgets to
+    # configure the server fails fast instead of reaching GitHub.
+    monkeypatch.setenv("BFA_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("BFA_REPO", SAMPLE_REPO)
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory) -> SampleReleases:
+    """Synthetic releases, each built at most once per test session."""
+    return SampleReleases(tmp_path_factory.mktemp("releases"), n_symbols=40)
+
+
+@pytest.fixture
+def server():
+    """A fresh local release server (API, download and object-store origins)."""
+    with ReleaseServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def published(server, samples, monkeypatch):
+    """Two dated releases of SAMPLE_REPO on the server; BFA_* point at it."""
+    samples.publish(server, SAMPLE_REPO, versions=[V_OLD, V_NEW])
+    monkeypatch.setenv("BFA_API_URL", server.api_url)
+    server.clear_requests()
+    return server
+
+
+@pytest.fixture
+def rolling(server, samples, monkeypatch):
+    """The public project's rolling layout on the server; BFA_REPO points at it."""
+    publish_rolling(server, ROLLING_REPO, samples.rolling(ROLLING_END))
+    monkeypatch.setenv("BFA_API_URL", server.api_url)
+    monkeypatch.setenv("BFA_REPO", ROLLING_REPO)
+    server.clear_requests()
+    return server
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run the real ``bfa`` CLI in a subprocess with the current environment."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "intake_bfa.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
