@@ -125,6 +125,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(symbols=args.symbols, keep=args.keep, quiet=args.quiet)
 
 
+def _symbol_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 40 <= value <= 2000:
+        # Below 40 the sample cannot hold every naming quirk it demonstrates.
+        raise argparse.ArgumentTypeError(f"{value} is outside 40..2000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``bfa`` argument parser (also used to generate the CLI docs)."""
     parser = argparse.ArgumentParser(
@@ -181,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a local release server with SYNTHETIC sample data and walk the user "
         "journey. Needs no internet. Example: bfa demo",
     )
-    p.add_argument("--symbols", type=int, default=300, help="symbols in the sample (default 300)")
+    p.add_argument(
+        "--symbols",
+        type=_symbol_count,
+        default=200,
+        help="symbols in the synthetic sample, 40-2000 (default 200)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -26,7 +26,7 @@ def _step(n: int, title: str) -> None:
     _say(f"\n[{n}] {title}")
 
 
-def run_demo(*, symbols: int = 300, keep: bool = False, quiet: bool = False) -> int:
+def run_demo(*, symbols: int = 200, keep: bool = False, quiet: bool = False) -> int:
     """Run the demo; returns the process exit status."""
     from .catalog import catalog_yaml, open_catalog
     from .cli import format_table, progress_callback

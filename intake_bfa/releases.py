@@ -204,8 +204,8 @@ def _fallback_latest(layout: CacheLayout, reason: str, cause: Exception | None) 
         log.warning("%s; using newest cached version %s", reason, cached[0])
         return cached[0]
     raise NotCachedError(
-        f"{reason}, and no version of {layout.settings.repo} is cached in {layout.root}; "
-        "connect once (or unset BFA_OFFLINE) to download it",
+        f"{reason}, and no version of {layout.settings.repo} is cached in {layout.root} "
+        "(not cached); connect once (or unset BFA_OFFLINE) to download it",
         dataset=None,
         version="latest",
         cache_dir=str(layout.root),

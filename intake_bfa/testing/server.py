@@ -193,6 +193,11 @@ class ReleaseServer:
     chunk_size : int
         Bytes per write when streaming response bodies.
 
+    Attributes
+    ----------
+    requests : list of RecordedRequest
+        Every request on the three origins, appended (under a lock) as its response starts.
+
     Examples
     --------
     >>> with ReleaseServer() as srv:  # doctest: +SKIP

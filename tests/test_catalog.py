@@ -1,0 +1,95 @@
+"""The catalog file: generated, shipped, opened by intake itself, and validated."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import intake
+import pytest
+
+import intake_bfa
+from intake_bfa.catalog import catalog_yaml, open_catalog
+from intake_bfa.errors import CatalogError
+from intake_bfa.readers import BfaDatabaseReader, BfaPandasReader
+
+from .conftest import ROOT, V_OLD
+
+DATASET_NAMES = ["daily_availability", "availability_db", "volume_rankings", "symbols"]
+
+
+def test_repo_and_packaged_catalogs_are_generated_and_identical():
+    generated = catalog_yaml()
+    assert (ROOT / "catalog.yaml").read_text() == generated, "run: python -m intake_bfa.catalog"
+    packaged = resources.files("intake_bfa").joinpath("catalog.yaml").read_text()
+    assert packaged == generated
+
+
+def test_intake_open_catalog_lists_the_datasets():
+    cat = intake.open_catalog(str(ROOT / "catalog.yaml"))
+    assert list(cat) == DATASET_NAMES
+    assert isinstance(cat.daily_availability, BfaPandasReader)
+    assert isinstance(cat.availability_db, BfaDatabaseReader)
+    assert list(intake_bfa.open_catalog()) == DATASET_NAMES
+
+
+def test_catalog_never_claims_the_generic_parquet_type():
+    from intake.readers import datatypes
+
+    readers = datatypes.Parquet(url="x.parquet").possible_readers["importable"]
+    assert not any(r.__module__.startswith("intake_bfa") for r in readers)
+
+
+def test_entries_carry_descriptions_and_column_meanings():
+    cat = open_catalog()
+    meta = cat.daily_availability.metadata
+    assert "dense grid" in meta["description"]
+    assert "available" in meta["columns"]
+
+
+def test_intake_catalog_reads_through_the_local_server(published):
+    cat = intake.open_catalog(str(ROOT / "catalog.yaml"))
+    df = cat.daily_availability.read(version=V_OLD, symbols=["BTCUSDT"])
+    assert set(df["symbol"]) == {"BTCUSDT"}
+
+
+def test_pinned_catalog_points_at_its_repo_and_version(published, tmp_path, monkeypatch):
+    monkeypatch.setenv("BFA_REPO", "someone/else")  # the catalog's explicit repo wins
+    path = tmp_path / "pinned.yaml"
+    path.write_text(
+        catalog_yaml(
+            repo="bfa-sample/binance-futures-availability",
+            api_url=published.api_url,
+            version=V_OLD,
+        )
+    )
+    cat = open_catalog(path)
+    assert cat.metadata["pinned_version"] == V_OLD
+    assert cat.daily_availability.read(columns=["date"])["date"].max().isoformat() == "2021-06-27"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("version: 2\nentries: [unclosed", "invalid YAML at line"),
+        ("- just\n- a list\n", "YAML mapping"),
+        ("version: 1\nsources: {}\n", "version: 2"),
+        (
+            "version: 2\nentries:\n  x:\n    reader: nowhere.module:Reader\n    kwargs: {}\n",
+            "cannot import reader",
+        ),
+        ("version: 2\nentries:\n  x: {kwargs: {}}\n", "has no 'reader'"),
+        ("version: 2\naliases:\n  x: missing\n", "points to missing"),
+    ],
+)
+def test_bad_catalog_files(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as info:
+        open_catalog(path)
+    assert fragment in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_catalog_file(tmp_path):
+    with pytest.raises(CatalogError, match="does not exist"):
+        open_catalog(tmp_path / "nope.yaml")

@@ -1,0 +1,100 @@
+"""The real ``bfa`` CLI in a subprocess, against the local release server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import V_NEW, V_OLD, run_cli
+
+
+def test_versions_table_and_json(published):
+    out = run_cli("versions")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:3] == ["version", "layout", "coverage"]
+    assert V_NEW in lines[1] and "(latest)" in lines[1]
+    assert "2019-12-31 .. 2021-06-30" in lines[1]
+    assert V_OLD in lines[2]
+    rows = json.loads(run_cli("versions", "--json").stdout)
+    assert [r["version"] for r in rows] == [V_NEW, V_OLD]
+    assert rows[0]["coverage_end"] == "2021-06-30" and rows[0]["size"] > 0
+
+
+def test_fetch_prints_a_verified_local_path(published, samples):
+    out = run_cli("fetch", "symbols", "--version", V_OLD)
+    assert out.returncode == 0, out.stderr
+    path = Path(out.stdout.strip())
+    assert path.read_bytes() == (samples.dated(V_OLD) / "symbols.parquet").read_bytes()
+    published.clear_requests()
+    again = run_cli("fetch", "symbols", "--version", V_OLD, "--offline")
+    assert again.returncode == 0 and again.stdout == out.stdout
+    assert published.requests == []
+
+
+def test_datasets_command():
+    out = run_cli("datasets", "--json")
+    assert [d["dataset"] for d in json.loads(out.stdout)] == [
+        "daily_availability",
+        "availability_db",
+        "volume_rankings",
+        "symbols",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "fragment"),
+    [
+        (["fetch", "nope"], {}, "unknown dataset 'nope'"),
+        (["fetch", "symbols", "--version", "1999-01-01"], {}, "nearest available"),
+        (["fetch", "symbols", "--version", "yesterday"], {}, "not a dataset version"),
+        (["versions"], {"BFA_REPO": "not-a-repo"}, "BFA_REPO='not-a-repo'"),
+        (["versions"], {"BFA_REPO": "ghost/repo"}, "not found"),
+        (["versions"], {"BFA_OFFLINE": "perhaps"}, "BFA_OFFLINE"),
+        (["fetch", "symbols", "--offline"], {}, "not cached"),
+    ],
+)
+def test_errors_are_one_line_with_nonzero_exit(published, args, env, fragment):
+    out = run_cli(*args, env=env)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("bfa: error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_usage_error_exits_2():
+    out = run_cli("fetch")
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
+    out = run_cli("demo", "--symbols", "5")
+    assert out.returncode == 2 and "outside 40..2000" in out.stderr
+
+
+def test_unreachable_server_is_a_clear_error(monkeypatch):
+    out = run_cli("versions")  # conftest points BFA_API_URL at a closed loopback port
+    assert out.returncode == 1
+    assert "could not reach http://127.0.0.1:9" in out.stderr
+
+
+def test_every_command_has_an_example_in_help():
+    from intake_bfa.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        assert "Example: bfa" in command.description, name
+
+
+def test_demo_runs_offline_and_says_it_is_synthetic(tmp_path):
+    out = run_cli("demo", "--symbols", "40", env={"BFA_OFFLINE": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "SYNTHETIC" in text
+    assert "2021-03-04" in text
+    assert "(0 HTTP requests)" in text  # the cached re-read
+    assert "[6] DuckDB" in text
+    assert "Done." in text

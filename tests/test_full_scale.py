@@ -1,0 +1,53 @@
+"""Full-scale sample (1000 symbols, 2019-12-31..2026-11-22, ~2.5 M rows): the slow group.
+
+Run by .ci/run as `pytest -m slow`; excluded from the default run to keep it fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+
+import intake_bfa
+from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+END = dt.date(2026, 11, 22)
+VERSION = "2026-11-23"
+
+
+def test_full_scale_release_round_trip(server, tmp_path, monkeypatch):
+    samples = SampleReleases(tmp_path / "releases", n_symbols=1000)
+    samples.publish(server, SAMPLE_REPO, versions=[VERSION])
+    monkeypatch.setenv("BFA_API_URL", server.api_url)
+    cat = intake_bfa.open_catalog()
+    df = cat.daily_availability.read(columns=["date", "symbol", "available"])
+    days = (END - dt.date(2019, 12, 31)).days + 1
+    assert len(df) == days * 1000
+    assert 2_400_000 < len(df) < 2_600_000
+    con = cat.availability_db.read()
+    assert con.sql("SELECT count(*) FROM daily_availability").fetchall()[0][0] == len(df)
+    snapshot = cat.daily_availability.read(start="2021-03-04", end="2021-03-04")
+    assert len(snapshot) == 1000
+    timeline = cat.daily_availability.read(symbols="BTCUSDT")
+    assert len(timeline) == days and timeline["available"].all()
+    live_now = cat.symbols.read(columns=["listed_now"])["listed_now"].sum()
+    assert 500 < live_now < 800
+
+
+def test_benchmark_script_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_foundation.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ratio" in out.stdout and "heavy modules imported: []" in out.stdout
