@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_catalog": "intake_bfa.catalog",
     "list_versions": "intake_bfa.releases",
-    "resolve_version": "intake_bfa.releases",
+    "resolve_version": "intake_bfa.resolve",
     "local_path": "intake_bfa.datasets",
     "read": "intake_bfa.datasets",
     "to_arrow": "intake_bfa.datasets",
@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .catalog import open_catalog
     from .config import get_settings
     from .datasets import connect, local_path, read, to_arrow, to_duckdb
-    from .releases import list_versions, resolve_version
+    from .releases import list_versions
+    from .resolve import resolve_version
     from .schema import DATASETS
 
 __all__ = sorted([*_LAZY, "__version__"])

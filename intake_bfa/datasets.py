@@ -17,7 +17,7 @@ from .cache import CacheLayout
 from .config import Settings, get_settings
 from .errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
 from .manifest import Manifest
-from .releases import get_manifest, resolve_release
+from .resolve import get_manifest, resolve_release
 from .schema import DatasetSpec, get_spec
 
 log = logging.getLogger(__name__)

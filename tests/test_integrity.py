@@ -11,7 +11,7 @@ import intake_bfa
 from intake_bfa.cache import CacheLayout
 from intake_bfa.config import get_settings
 from intake_bfa.errors import DownloadError, IntegrityError, ManifestError
-from intake_bfa.releases import get_manifest
+from intake_bfa.resolve import get_manifest
 from intake_bfa.testing.releases import SAMPLE_REPO
 
 from .conftest import V_NEW, V_OLD

@@ -10,7 +10,7 @@ import intake_bfa
 from intake_bfa.cache import CacheLayout, read_ref
 from intake_bfa.config import get_settings
 from intake_bfa.errors import NotCachedError, RepoNotFoundError, VersionNotFoundError
-from intake_bfa.releases import get_manifest, resolve_version
+from intake_bfa.resolve import get_manifest, resolve_version
 from intake_bfa.testing.releases import SAMPLE_REPO, publish_dated
 
 from .conftest import V_NEW, V_OLD
