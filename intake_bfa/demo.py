@@ -131,7 +131,8 @@ def run_demo(*, symbols: int = 200, keep: bool = False, quiet: bool = False) -> 
             sym = cat.symbols.read()
             kinds = sym["contract_kind"].value_counts().to_dict()
             _say(f"{len(sym)} symbols; {int(sym['listed_now'].sum())} listed now; kinds: {kinds}")
-        _say(f"\ncache used for the demo: {work / 'cache'}")
+        where = "kept" if keep else "removed on exit; --keep keeps it"
+        _say(f"\ndemo cache: {work / 'cache'} ({where}); your own cache was not touched")
         _say(
             "Done. On real data: pip install intake-bfa; "
             "intake_bfa.open_catalog().daily_availability.read()"
