@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import CacheLayout
+from .cache import CacheLayout, record_access
 from .config import Settings, get_settings
 from .errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
 from .manifest import Manifest
@@ -76,7 +76,9 @@ def ensure_local(
     layout = CacheLayout(settings)
     final = layout.file_path(manifest.version, entry.local_name)
     if final.exists():
+        record_access(layout, hit=True)
         return final
+    record_access(layout, hit=False)
     if entry.derived_from:
         from .derive import derive
 
