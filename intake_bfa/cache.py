@@ -20,7 +20,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,6 +107,30 @@ class CacheLayout:
                 value=str(root),
             ) from None
         return target
+
+
+@contextmanager
+def file_lock(layout: CacheLayout, version: str, name: str) -> Iterator[None]:
+    """Hold the inter-process lock for one cached file of ``version``.
+
+    Lock files live in ``_locks/`` (not next to the data) and are never deleted:
+    deleting a lock file while another process waits on it would split the lock.
+    On platforms without ``fcntl`` the lock is a no-op; atomic replaces still keep
+    the cache consistent, at the price of duplicate downloads.
+    """
+    path = layout.repo_dir / "_locks" / f"{version}__{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_writer(path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp") -> Path:

@@ -20,6 +20,9 @@ DEFAULT_REPO = "terrylica/binance-futures-availability"
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 5
+DEFAULT_RETRY_TIME = 300.0
+DEFAULT_RETRY_BACKOFF = 0.5
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,6 +51,12 @@ class Settings:
         Seconds before "latest" is resolved again (``BFA_TTL``).
     timeout
         Connect and per-read timeout in seconds (``BFA_TIMEOUT``).
+    retries
+        Attempts per request, first one included (``BFA_RETRIES``).
+    retry_time
+        Seconds a request may spend waiting between attempts in total (``BFA_RETRY_TIME``).
+    retry_backoff
+        Base of the full-jitter exponential backoff, seconds (``BFA_RETRY_BACKOFF``).
     """
 
     repo: str
@@ -57,6 +66,9 @@ class Settings:
     offline: bool = False
     ttl: float = DEFAULT_TTL
     timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    retry_time: float = DEFAULT_RETRY_TIME
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
 
     @property
     def owner(self) -> str:
@@ -238,6 +250,22 @@ def get_settings(
     if timeout_s <= 0:
         raise ConfigError("timeout must be positive", variable="BFA_TIMEOUT", value=timeout)
 
+    raw_retries = env.get("BFA_RETRIES", "")
+    if raw_retries:
+        if not raw_retries.strip().isdigit() or int(raw_retries) < 1:
+            raise ConfigError(
+                f"BFA_RETRIES={raw_retries!r} must be a whole number of attempts, at least 1",
+                variable="BFA_RETRIES",
+                value=raw_retries,
+            )
+        retries = int(raw_retries)
+    else:
+        retries = DEFAULT_RETRIES
+    retry_time = parse_duration("BFA_RETRY_TIME", env.get("BFA_RETRY_TIME") or DEFAULT_RETRY_TIME)
+    backoff = parse_duration(
+        "BFA_RETRY_BACKOFF", env.get("BFA_RETRY_BACKOFF") or DEFAULT_RETRY_BACKOFF
+    )
+
     return Settings(
         repo=repo,
         api_url=api_url,
@@ -246,4 +274,7 @@ def get_settings(
         offline=bool(offline),
         ttl=ttl_s,
         timeout=timeout_s,
+        retries=retries,
+        retry_time=retry_time,
+        retry_backoff=backoff,
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import CacheLayout, record_access
+from .cache import CacheLayout, file_lock, record_access, sidecar_path
 from .config import Settings, get_settings
 from .errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
 from .manifest import Manifest
@@ -79,12 +79,7 @@ def ensure_local(
         record_access(layout, hit=True)
         return final
     record_access(layout, hit=False)
-    if entry.derived_from:
-        from .derive import derive
-
-        source = ensure_local(settings, manifest, entry.derived_from, callback=callback)
-        return derive(name, source, final)
-    if settings.offline:
+    if settings.offline and not entry.derived_from:
         raise NotCachedError(
             f"{name} {manifest.version} is not cached in {layout.root} and BFA_OFFLINE=1; "
             "connect once (or unset BFA_OFFLINE) to download it",
@@ -92,9 +87,21 @@ def ensure_local(
             version=manifest.version,
             cache_dir=str(layout.root),
         )
+    layout.ensure(final.parent)
+    with file_lock(layout, manifest.version, entry.local_name):
+        if final.exists():  # another process finished it while we waited
+            return final
+        if entry.derived_from:
+            from .derive import derive
+
+            source = ensure_local(settings, manifest, entry.derived_from, callback=callback)
+            return derive(name, source, final)
+        return _download_entry(settings, manifest, layout, entry, final, callback)
+
+
+def _download_entry(settings, manifest, layout, entry, final: Path, callback: Any) -> Path:
     from .fetch import decompress, download
 
-    layout.ensure(final.parent)
     urls = _urls(settings, manifest, entry.asset, entry.urls)
     asset_path = layout.file_path(manifest.version, entry.asset)
     try:
@@ -112,7 +119,9 @@ def ensure_local(
         raise
     if entry.compression:
         decompress(asset_path, final, entry.compression, callback=callback)
-        asset_path.unlink(missing_ok=True)  # the verified, decompressed file is what we read
+        # The verified, decompressed file (with its own sidecar) is what we read.
+        asset_path.unlink(missing_ok=True)
+        sidecar_path(asset_path).unlink(missing_ok=True)
     return final
 
 

@@ -8,10 +8,13 @@ give identical tables.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
 from pathlib import Path
+
+from .cache import write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +75,11 @@ DAILY_AVAILABILITY_SQL = f"SELECT * FROM daily_availability ORDER BY {PARQUET_SO
 DERIVED_SQL = {"daily_availability": DAILY_AVAILABILITY_SQL, "symbols": SYMBOLS_SQL}
 
 
-def write_parquet(relation, dest: Path) -> Path:
-    """Write a DuckDB relation to ``dest`` atomically with the shared Parquet layout."""
+def write_parquet(relation, dest: Path, *, sidecar: bool = False) -> Path:
+    """Write a DuckDB relation to ``dest`` atomically with the shared Parquet layout.
+
+    ``sidecar=True`` (cache use) records the file's sha256 for ``bfa cache verify``.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
@@ -81,8 +87,15 @@ def write_parquet(relation, dest: Path) -> Path:
         relation.write_parquet(
             tmp, compression=PARQUET_COMPRESSION, row_group_size=PARQUET_ROW_GROUP_SIZE
         )
+        digest, size = hashlib.sha256(), 0
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+            if sidecar:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+        if sidecar:
+            write_sidecar(dest, digest.hexdigest(), size)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -97,6 +110,6 @@ def derive(name: str, database: Path, dest: Path) -> Path:
     log.info("deriving %s from %s", name, database.name)
     con = duckdb.connect(str(database), read_only=True)
     try:
-        return write_parquet(con.sql(DERIVED_SQL[name]), dest)
+        return write_parquet(con.sql(DERIVED_SQL[name]), dest, sidecar=True)
     finally:
         con.close()

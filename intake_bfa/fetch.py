@@ -1,15 +1,23 @@
-"""The one path by which bytes enter the cache: stream, hash, verify, move into place.
+"""The one path by which downloaded bytes enter the cache: stream, hash, verify, move into place.
 
-Every downloaded asset goes through :func:`download`, every decompressed one
-through :func:`decompress`. Both write a temporary file next to the target and
-``os.replace`` it only after verification, so a file under its final name is
-always complete and verified; a failure leaves nothing behind.
+The caller holds the file's inter-process lock (:func:`intake_bfa.cache.file_lock`).
+:func:`download` streams into ``<name>.part`` while hashing, remembers the server's
+validator in ``<name>.part.json``, resumes a broken transfer with ``Range`` +
+``If-Range`` (starting over when the server ignores Range or the file changed),
+retries what is worth retrying, moves on to the next mirror when a URL keeps
+failing, verifies size and sha256, writes the hash sidecar, fsyncs, and only then
+``os.replace``-s the file into place. A file under its final name is therefore
+always complete and verified; a kill at any moment leaves at most a ``.part``
+that the next call resumes. :func:`decompress` does the same for local
+decompression.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import json
 import logging
 import os
 import time
@@ -17,14 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import atomic_writer
+from .cache import atomic_write_bytes, atomic_writer, write_sidecar
 from .config import Settings
 from .errors import DownloadError, IntegrityError
 from .http import open_url, safe_url
+from .retry import with_retries
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # 1 MiB: large enough for ~1 GB/s on loopback, small enough for memory
+CHUNK = 1 << 20  # 1 MiB: ~1 GB/s on loopback, small enough for memory
 
 
 class _NoCallback:
@@ -37,6 +46,20 @@ class _NoCallback:
         pass
 
 
+def part_path(dest: Path) -> Path:
+    """Where an unfinished download of ``dest`` accumulates."""
+    return dest.with_name(dest.name + ".part")
+
+
+def _meta_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part.json")
+
+
+def _discard_part(dest: Path) -> None:
+    part_path(dest).unlink(missing_ok=True)
+    _meta_path(dest).unlink(missing_ok=True)
+
+
 def download(
     urls: Sequence[str],
     dest: Path,
@@ -46,16 +69,16 @@ def download(
     sha256: str | None,
     callback: Any = None,
 ) -> Path:
-    """Download the first URL that works into ``dest``, verified.
+    """Download ``dest`` from the first of ``urls`` that delivers the right bytes.
 
     Parameters
     ----------
     urls
-        Candidate URLs for the same bytes, tried in order (release asset, mirrors).
+        Candidate URLs for the same bytes, in order (release asset, then mirrors).
     dest
         Final path; it exists afterwards only if the bytes matched.
     settings
-        Timeout and token rules (the token only goes to the API origin).
+        Timeouts, retry budget and token rules (the token only goes to the API origin).
     size, sha256
         Expected size in bytes and hex sha256; at least one should be known.
     callback
@@ -69,47 +92,121 @@ def download(
     Raises
     ------
     IntegrityError
-        The bytes did not match (nothing is left in the cache).
+        Every URL delivered wrong bytes (nothing is left in the cache).
     DownloadError
-        Every URL failed; the last error is chained.
+        Every URL failed; the last error is raised.
     """
     if dest.exists():
         return dest
     callback = callback or _NoCallback()
-    last: Exception | None = None
+    errors: list[Exception] = []
     for url in urls:
         try:
-            return _download_one(url, dest, settings, size, sha256, callback)
-        except DownloadError as err:
-            log.warning("download of %s failed: %s", safe_url(url), err)
-            last = err
-    if last is None:
+            return with_retries(
+                lambda url=url: _attempt(url, dest, settings, size, sha256, callback),
+                settings,
+                what=f"download of {dest.name} from {safe_url(url)}",
+            )
+        except (DownloadError, IntegrityError) as err:
+            errors.append(err)
+            if len(urls) > 1:
+                log.warning("%s failed for %s; trying the next URL", safe_url(url), dest.name)
+    if not errors:
         raise DownloadError(f"no URL to download {dest.name} from", path=str(dest), url=None)
-    raise last
+    # Wrong bytes anywhere matter more than a mirror being down.
+    raise next((e for e in errors if isinstance(e, IntegrityError)), errors[-1])
 
 
-def _download_one(
+def _resume_state(dest: Path, size: int | None, sha256: str | None) -> tuple[int, str | None]:
+    """Bytes already in ``<name>.part`` for the same expected content, and their validator."""
+    part = part_path(dest)
+    try:
+        meta = json.loads(_meta_path(dest).read_text())
+        have = part.stat().st_size
+    except (OSError, ValueError):
+        _discard_part(dest)
+        return 0, None
+    same_target = meta.get("size") == size and meta.get("sha256") == sha256
+    if not same_target or not meta.get("validator") or (size is not None and have > size):
+        _discard_part(dest)
+        return 0, None
+    return have, meta["validator"]
+
+
+def _hash_prefix(part: Path) -> Any:
+    digest = hashlib.sha256()
+    with open(part, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest
+
+
+def _attempt(
     url: str, dest: Path, settings: Settings, size: int | None, sha256: str | None, callback: Any
 ) -> Path:
+    """One request for ``url``: resume or start ``<name>.part``, then verify and finish."""
     started = time.perf_counter()
-    digest = hashlib.sha256()
-    received = 0
-
-    def write(fh) -> None:
-        nonlocal received
-        with open_url(url, settings, headers={"Accept": "application/octet-stream"}) as resp:
-            length = resp.headers.get("Content-Length")
-            callback.set_size(size if size is not None else (int(length) if length else None))
-            read = resp.stream.read
+    part = part_path(dest)
+    offset, validator = _resume_state(dest, size, sha256)
+    callback.set_size(size)
+    if offset and size is not None and offset == size:
+        return _finish(url, dest, _hash_prefix(part), offset, size, sha256)
+    headers = {"Accept": "application/octet-stream"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = validator
+    resp = open_url(url, settings, headers=headers, ok=(200, 206, 416))
+    with resp:
+        if resp.status == 416:  # our offset is past the end: the file changed
+            _discard_part(dest)
+            raise DownloadError(
+                f"{safe_url(url)} refused the resume range; starting over",
+                url=safe_url(url),
+                status=416,
+                retryable=True,
+            )
+        if resp.status == 206 and offset:
+            content_range = resp.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {offset}-"):
+                offset = 0  # a range we did not ask for: do not trust it
+        else:
+            offset = 0  # 200: the server ignored Range, or the file changed (If-Range)
+        if offset:
+            digest = _hash_prefix(part)
+            callback.relative_update(offset)
+            log.info("resuming %s at byte %d", dest.name, offset)
+        else:
+            digest = hashlib.sha256()
+            if resp.status == 206:
+                raise DownloadError(
+                    f"{safe_url(url)} answered an unexpected partial response",
+                    url=safe_url(url),
+                    status=206,
+                    retryable=True,
+                )
+        new_validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+        atomic_write_bytes(
+            _meta_path(dest),
+            json.dumps({"size": size, "sha256": sha256, "validator": new_validator}).encode(),
+        )
+        received = offset
+        with open(part, "r+b" if offset else "wb") as fh:
+            fh.seek(offset)
+            fh.truncate()
+            # read1 returns what has arrived (up to CHUNK): read(CHUNK) would block for a
+            # full MiB and lose everything it buffered if the connection dies meanwhile.
+            read = getattr(resp.stream, "read1", resp.stream.read)
             while True:
                 try:
                     chunk = read(CHUNK)
-                except OSError as err:
+                except (OSError, http.client.HTTPException) as err:
+                    fh.flush()
                     raise DownloadError(
                         f"connection lost while downloading {safe_url(url)} after "
-                        f"{received} bytes: {err}",
+                        f"{received} bytes ({type(err).__name__}); will resume",
                         url=safe_url(url),
                         status=None,
+                        retryable=True,
                     ) from None
                 if not chunk:
                     break
@@ -117,53 +214,50 @@ def _download_one(
                 digest.update(chunk)
                 received += len(chunk)
                 callback.relative_update(len(chunk))
-        _verify(url, dest, received, digest.hexdigest(), size, sha256)
-
-    atomic_writer(dest, write, suffix=".part")
+            fh.flush()
+            os.fsync(fh.fileno())
+    result = _finish(url, dest, digest, received, size, sha256)
     elapsed = time.perf_counter() - started
     log.info(
-        "downloaded %s (%d bytes, %.1f MB/s) into %s",
-        safe_url(url),
-        received,
-        received / 1e6 / max(elapsed, 1e-9),
-        dest,
+        "downloaded %s (%d bytes, %.1f MB/s)",
+        dest.name,
+        received - offset,
+        (received - offset) / 1e6 / max(elapsed, 1e-9),
     )
-    return dest
+    return result
 
 
-def _verify(
-    url: str, dest: Path, received: int, actual: str, size: int | None, sha256: str | None
-) -> None:
-    if size is not None and received != size:
-        if received < size:
-            # A short body is a transport failure, not corruption: retryable.
-            raise DownloadError(
-                f"download of {safe_url(url)} ended early: {received} of {size} bytes",
-                url=safe_url(url),
-                status=None,
-            )
-        raise IntegrityError(
-            f"size mismatch for {dest.name} from {safe_url(url)}: expected {size} bytes, "
-            f"got {received}; nothing was cached. Retry; if it persists the release is "
-            "damaged: report it to its publisher",
+def _finish(
+    url: str, dest: Path, digest: Any, received: int, size: int | None, sha256: str | None
+) -> Path:
+    """Verify the complete ``.part`` and move it into place (with its hash sidecar)."""
+    actual = digest.hexdigest()
+    if size is not None and received < size:
+        raise DownloadError(
+            f"download of {safe_url(url)} ended early: {received} of {size} bytes; will resume",
             url=safe_url(url),
-            path=str(dest),
-            expected=size,
-            actual=received,
+            status=None,
+            retryable=True,
         )
-    if sha256 is not None and actual != sha256:
+    if (size is not None and received != size) or (sha256 is not None and actual != sha256):
+        _discard_part(dest)
+        what = "size" if size is not None and received != size else "sha256"
         raise IntegrityError(
-            f"sha256 mismatch for {dest.name} from {safe_url(url)}:\n"
-            f"  expected: {sha256}\n  actual:   {actual}\n"
+            f"{what} mismatch for {dest.name} from {safe_url(url)}:\n"
+            f"  expected: {sha256 or size}\n  actual:   {actual if what == 'sha256' else received}\n"
             "nothing was cached. Retry; if it persists the release is damaged: report it "
             "to its publisher",
             url=safe_url(url),
             path=str(dest),
-            expected=sha256,
-            actual=actual,
+            expected=sha256 if what == "sha256" else size,
+            actual=actual if what == "sha256" else received,
         )
     if sha256 is None:
         log.warning("no sha256 published for %s; verified its size only", dest.name)
+    write_sidecar(dest, actual, received)
+    os.replace(part_path(dest), dest)
+    _meta_path(dest).unlink(missing_ok=True)
+    return dest
 
 
 def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None) -> Path:
@@ -172,8 +266,11 @@ def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None)
         return dest
     callback = callback or _NoCallback()
     callback.set_size(os.path.getsize(src))
+    digest = hashlib.sha256()
+    written = 0
 
     def write(fh) -> None:
+        nonlocal written
         with open(src, "rb") as raw:
             if compression == "gzip":
                 reader: Any = gzip.GzipFile(fileobj=raw)
@@ -185,14 +282,14 @@ def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None)
                 raise ValueError(f"unsupported compression {compression!r}")
             last = 0
             with reader:
-                while True:
-                    chunk = reader.read(CHUNK * 4)
-                    if not chunk:
-                        break
+                for chunk in iter(lambda: reader.read(CHUNK * 4), b""):
                     fh.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
                     pos = raw.tell()
                     callback.relative_update(pos - last)
                     last = pos
+        write_sidecar(dest, digest.hexdigest(), written)
 
     try:
         atomic_writer(dest, write)

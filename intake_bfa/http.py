@@ -13,6 +13,7 @@ import email.utils
 import http.client
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -23,11 +24,14 @@ from urllib.parse import urljoin, urlsplit
 from . import __version__
 from .config import Settings, _origin
 from .errors import AuthenticationError, DownloadError, RateLimitError
+from .retry import with_retries
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"intake-bfa/{__version__} (+https://github.com/intake-bfa/intake-bfa)"
 _REDIRECTS = {301, 302, 303, 307, 308}
+#: Statuses worth asking again (plus every 5xx).
+RETRY_STATUSES = {408, 425, 429}
 _MAX_REDIRECTS = 8
 
 
@@ -143,6 +147,9 @@ def open_url(
                 "BFA_API_URL, or set BFA_OFFLINE=1 to use cached data only",
                 url=safe_url(url),
                 status=None,
+                # Refused and unresolvable hosts fail the same way a moment later: fail fast
+                # (and fall back to the cache). Resets and timeouts are worth retrying.
+                retryable=not isinstance(reason, ConnectionRefusedError | socket.gaierror),
             ) from None
         status = resp.status if hasattr(resp, "status") else resp.code
         if status in _REDIRECTS:
@@ -187,6 +194,7 @@ def _raise_for_status(resp, status: int, url: str, current: str) -> None:
             status=status,
             reset=reset,
             retry_after=headers.get("Retry-After"),
+            retryable=True,
         )
     if status == 401:
         raise AuthenticationError(
@@ -194,11 +202,15 @@ def _raise_for_status(resp, status: int, url: str, current: str) -> None:
             url=safe_url(url),
             status=status,
         )
+    # A 403 from a redirect target is an expired signed URL: asking the original URL
+    # again yields a fresh signature.
+    expired = status == 403 and _origin(current) != _origin(url)
     raise DownloadError(
         f"{where} answered HTTP {status}" + (f": {message}" if message else ""),
         url=safe_url(url),
         status=status,
         retry_after=headers.get("Retry-After"),
+        retryable=status in RETRY_STATUSES or status >= 500 or expired,
     )
 
 
@@ -243,9 +255,21 @@ def api_get_json(
         headers["If-None-Match"] = etag
     url = settings.api_url + path
     started = time.perf_counter()
-    resp = open_url(url, settings, headers=headers, ok=(200, 304, 404))
-    with resp:
-        body = resp.read() if resp.status == 200 else b""
+
+    def attempt() -> tuple[Response, bytes]:
+        resp = open_url(url, settings, headers=headers, ok=(200, 304, 404))
+        with resp:
+            try:
+                return resp, resp.stream.read() if resp.status == 200 else b""
+            except (OSError, http.client.HTTPException) as err:
+                raise DownloadError(
+                    f"connection lost while reading {safe_url(url)}: {err}",
+                    url=safe_url(url),
+                    status=None,
+                    retryable=True,
+                ) from None
+
+    resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}")
     log.debug(
         "GET %s -> %s in %.0f ms", safe_url(url), resp.status, 1e3 * (time.perf_counter() - started)
     )
@@ -269,4 +293,10 @@ def is_network_failure(err: BaseException) -> bool:
     )
 
 
-__all__ = ["Response", "api_get_json", "is_network_failure", "open_url", "safe_url"]
+__all__ = [
+    "Response",
+    "api_get_json",
+    "is_network_failure",
+    "open_url",
+    "safe_url",
+]

@@ -36,6 +36,8 @@ def _isolated_env(monkeypatch, tmp_path):
     # configure the server fails fast instead of reaching GitHub.
     monkeypatch.setenv("BFA_API_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("BFA_REPO", SAMPLE_REPO)
+    # Retries are exercised for real, with a short backoff so the suite stays fast.
+    monkeypatch.setenv("BFA_RETRY_BACKOFF", "0.01")
 
 
 @pytest.fixture(scope="session")

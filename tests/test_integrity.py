@@ -10,7 +10,7 @@ import pytest
 import intake_bfa
 from intake_bfa.cache import CacheLayout
 from intake_bfa.config import get_settings
-from intake_bfa.errors import DownloadError, IntegrityError, ManifestError
+from intake_bfa.errors import IntegrityError, ManifestError
 from intake_bfa.resolve import get_manifest
 from intake_bfa.testing.releases import SAMPLE_REPO
 
@@ -33,14 +33,12 @@ def test_corrupted_download_raises_and_caches_nothing(published, cache_dir):
     assert [p for p in version_dir.iterdir() if p.name != "manifest.json"] == []
 
 
-def test_cut_off_download_leaves_no_partial_file(published, cache_dir):
-    # The manifest downloads first; cut the Parquet body half way.
+def test_wrong_bytes_leave_no_partial_file(published, cache_dir):
     get_manifest(get_settings(), V_OLD)
-    published.inject("objects", r".*", "truncate", after_bytes=100, times=1)
-    with pytest.raises(DownloadError):
+    published.inject("objects", r".*", "corrupt", times=1)  # wrong bytes are not retried
+    with pytest.raises(IntegrityError):
         intake_bfa.read("symbols", V_OLD)
-    assert "symbols.parquet" not in cache_files(cache_dir)
-    assert not [n for n in cache_files(cache_dir) if n.endswith((".part", ".tmp"))]
+    assert not [n for n in cache_files(cache_dir) if n.endswith((".part", ".tmp", ".parquet"))]
     assert len(intake_bfa.read("symbols", V_OLD)) > 0  # the next call completes
 
 

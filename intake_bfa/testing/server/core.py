@@ -169,6 +169,13 @@ class ReleaseServer:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        # Handlers still sleeping in a "slow" fault would be destroyed pending when the
+        # loop closes (noisy warnings at exit): cancel them and let them unwind.
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.get_running_loop().shutdown_default_executor()
 
     # -- state ---------------------------------------------------------------------------
