@@ -20,6 +20,7 @@ import http.client
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,52 @@ class _NoCallback:
 
     def relative_update(self, inc: int = 1) -> None:
         pass
+
+
+class _Writeback:
+    """Flush written data to disk in a background thread while the download continues.
+
+    The final fsync is what makes a cached file durable; issued only at the end it
+    costs ~0.1 s per 200 MB here, after the network is done. Syncing every 32 MiB
+    from a helper thread (fdatasync releases the GIL) overlaps that work with the
+    transfer, so the closing fsync only flushes the tail.
+    """
+
+    EVERY = 32 << 20
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = 0
+        self.wake = threading.Event()
+        self.done = False
+        self.thread = threading.Thread(target=self._run, name="bfa-writeback", daemon=True)
+        self.thread.start()
+
+    def wrote(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.EVERY:
+            self.pending = 0
+            self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.done:
+                return
+            try:
+                os.fdatasync(self.fd)
+            except OSError:  # the final fsync in close() reports real problems
+                return
+
+    def close(self, *, sync: bool) -> None:
+        """Stop the helper thread (idempotent); ``sync=True`` makes the file durable."""
+        if not self.done:
+            self.done = True
+            self.wake.set()
+            self.thread.join()
+        if sync:
+            os.fsync(self.fd)
 
 
 def part_path(dest: Path) -> Path:
@@ -193,29 +240,34 @@ def _attempt(
         with open(part, "r+b" if offset else "wb") as fh:
             fh.seek(offset)
             fh.truncate()
-            # read1 returns what has arrived (up to CHUNK): read(CHUNK) would block for a
-            # full MiB and lose everything it buffered if the connection dies meanwhile.
-            read = getattr(resp.stream, "read1", resp.stream.read)
-            while True:
-                try:
-                    chunk = read(CHUNK)
-                except (OSError, http.client.HTTPException) as err:
-                    fh.flush()
-                    raise DownloadError(
-                        f"connection lost while downloading {safe_url(url)} after "
-                        f"{received} bytes ({type(err).__name__}); will resume",
-                        url=safe_url(url),
-                        status=None,
-                        retryable=True,
-                    ) from None
-                if not chunk:
-                    break
-                fh.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                callback.relative_update(len(chunk))
-            fh.flush()
-            os.fsync(fh.fileno())
+            writeback = _Writeback(fh.fileno())
+            try:
+                # read1 returns what has arrived (up to CHUNK): read(CHUNK) would block for a
+                # full MiB and lose everything it buffered if the connection dies meanwhile.
+                read = getattr(resp.stream, "read1", resp.stream.read)
+                while True:
+                    try:
+                        chunk = read(CHUNK)
+                    except (OSError, http.client.HTTPException) as err:
+                        fh.flush()
+                        raise DownloadError(
+                            f"connection lost while downloading {safe_url(url)} after "
+                            f"{received} bytes ({type(err).__name__}); will resume",
+                            url=safe_url(url),
+                            status=None,
+                            retryable=True,
+                        ) from None
+                    if not chunk:
+                        break
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    writeback.wrote(len(chunk))
+                    callback.relative_update(len(chunk))
+                fh.flush()
+                writeback.close(sync=True)
+            finally:
+                writeback.close(sync=False)
     result = _finish(url, dest, digest, received, size, sha256)
     elapsed = time.perf_counter() - started
     log.info(
