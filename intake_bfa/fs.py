@@ -1,0 +1,397 @@
+"""``bfa://``: the datasets as a read-only fsspec filesystem (pandas, pyarrow, Dask, simplecache).
+
+URL grammar
+-----------
+``bfa://DATASET``
+    Latest version of the configured repository (``BFA_REPO``), e.g. ``bfa://daily_availability``.
+``bfa://DATASET@VERSION``
+    A pinned version, e.g. ``bfa://daily_availability@2021-06-28`` (the tag name
+    ``data-2021-06-28`` and ``@latest`` are accepted too).
+``bfa://OWNER/REPO/DATASET[@VERSION]``
+    The same, from an explicit repository.
+``bfa://`` and ``bfa://OWNER/REPO``
+    Directories: ``ls`` lists the datasets of the latest version.
+
+Storage options (``repo``, ``api_url``, ``cache_dir``, ``token``, ``offline``, ``ttl``,
+``timeout``: every argument of :func:`intake_bfa.config.get_settings`) override the
+``BFA_*`` environment exactly like those arguments; the environment is read at each call::
+
+    pd.read_parquet("bfa://daily_availability@2021-06-28")
+    pd.read_parquet("bfa://symbols", storage_options={"offline": True})
+    fsspec.filesystem("bfa", cache_dir="/data/bfa").ls("")
+
+Every byte comes from :func:`intake_bfa.datasets.local_path`: downloaded once, verified
+and moved into the package cache atomically; files opened here are that verified local
+file. After the first read nothing touches the network (``info``, ``exists``, ``ls``
+included) until "latest" is older than ``BFA_TTL``. Unknown datasets raise
+:class:`~intake_bfa.errors.DatasetNotFoundError` (a ``KeyError``), unknown versions
+:class:`~intake_bfa.errors.VersionNotFoundError` (a ``LookupError``), malformed paths
+:class:`~intake_bfa.errors.QueryError` (a ``ValueError``). Writing raises ``PermissionError``.
+
+Canonical paths and ``simplecache::bfa://``
+-------------------------------------------
+On a filesystem instance every path is canonicalised to ``OWNER/REPO/DATASET@VERSION``
+with "latest" already resolved (``fs._strip_protocol``, which fsspec and simplecache call
+before anything else). simplecache names its cache file after the hash of that stripped
+path, so its key is the pinned version: when "latest" moves (after ``BFA_TTL``),
+``simplecache::bfa://DATASET`` maps to a new key and serves the new version instead of a
+stale file, and two repositories never share a key. On a miss simplecache calls
+``get_file(path, cache_file)``, which here writes a temporary file in the same folder,
+fsyncs it and ``os.replace``-s it into place, so a kill at any moment never leaves a
+truncated file under the name simplecache treats as a hit.
+
+Still unsafe, because simplecache itself writes the file: its ``compression=`` option
+(it then streams ``_open`` into its final file; our data needs no decompression, so do not
+set it), opening ``simplecache::bfa://...`` for writing (simplecache truncates its cache file
+before our ``PermissionError`` comes at commit), ``same_names=True`` across repositories
+(the key is the basename ``DATASET@VERSION``), and ``cat_ranges`` called directly on the
+simplecache instance with unstripped "latest" paths (simplecache keys them unstripped).
+``filecache`` works the same way; ``blockcache`` is not supported (it needs fsspec's
+buffered remote files, and the files here are already local).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from fsspec.callbacks import DEFAULT_CALLBACK
+from fsspec.spec import AbstractFileSystem
+from fsspec.utils import isfilelike, stringify_path
+
+from .cache import CacheLayout, atomic_writer
+from .config import Settings, check_repo, get_settings
+from .datasets import local_path
+from .errors import (
+    ConfigError,
+    DatasetNotFoundError,
+    QueryError,
+    RepoNotFoundError,
+    VersionNotFoundError,
+)
+from .manifest import DatasetEntry, Manifest
+from .resolve import get_manifest, resolve_release
+from .schema import get_spec
+
+log = logging.getLogger(__name__)
+
+#: Storage options: exactly the arguments of :func:`intake_bfa.config.get_settings`.
+SETTINGS_OPTIONS = tuple(inspect.signature(get_settings).parameters)
+# Options fsspec's own machinery may pass to every filesystem.
+_FSSPEC_OPTIONS = frozenset(
+    ["use_listings_cache", "listings_expiry_time", "max_paths", "asynchronous", "loop"]
+)
+_COPY_CHUNK = 1 << 20
+_GRAMMAR = "bfa://DATASET[@VERSION] or bfa://OWNER/REPO/DATASET[@VERSION]"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A resolved path: a dataset file at a pinned version, or a directory (dataset None)."""
+
+    name: str
+    settings: Settings
+    dataset: str | None = None
+    version: str | None = None
+    manifest: Manifest | None = None
+
+    @property
+    def entry(self) -> DatasetEntry:
+        assert self.manifest is not None and self.dataset is not None
+        return self.manifest.datasets[self.dataset]
+
+
+class _StripProtocol:
+    """``_strip_protocol`` that is syntactic on the class and canonicalising on an instance.
+
+    fsspec calls ``cls._strip_protocol`` while parsing URLs, before any storage option is
+    known, so the class form only removes ``bfa://``. Instances know their settings and
+    pin "latest" (see the module docstring for why simplecache needs that).
+    """
+
+    def __get__(self, obj: BfaFileSystem | None, owner: type[BfaFileSystem]) -> Any:
+        return owner._strip_syntax if obj is None else obj._canonical
+
+
+def _malformed(path: str, why: str) -> QueryError:
+    return QueryError(
+        f"bfa://{path} is not a dataset URL ({why}); use {_GRAMMAR}, "
+        "e.g. bfa://daily_availability@2021-06-28",
+        path=path,
+    )
+
+
+def _read_only(what: str, path: Any) -> PermissionError:
+    return PermissionError(
+        f"bfa:// is read-only: cannot {what} {path!r}; copy the data elsewhere with "
+        "fs.get(...) or intake_bfa.local_path(...) first"
+    )
+
+
+def _refused(what: str, arg: int = 0) -> Any:
+    """A filesystem method that refuses to write, naming the ``arg``-th path argument."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise _read_only(what, args[arg] if len(args) > arg else kwargs)
+
+    method.__doc__ = "Refused: ``bfa://`` is read-only."
+    return method
+
+
+def _copy(src: Path, out: IO[bytes], callback: Any) -> None:
+    callback.set_size(src.stat().st_size)
+    with open(src, "rb") as fh:
+        while chunk := fh.read(_COPY_CHUNK):
+            out.write(chunk)
+            callback.relative_update(len(chunk))
+
+
+class BfaFileSystem(AbstractFileSystem):
+    """Read-only fsspec filesystem serving the datasets' verified local files.
+
+    Parameters
+    ----------
+    repo, api_url, cache_dir, token, offline, ttl, timeout, ...
+        Any argument of :func:`intake_bfa.config.get_settings`; overrides ``BFA_*`` alike.
+    **kwargs
+        fsspec's generic options (``use_listings_cache``...); anything else is refused.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown option or an invalid value.
+    """
+
+    protocol = "bfa"
+    root_marker = ""
+    # The files handed out are real local files: fsspec.open_local() returns their path.
+    local_file = True
+    _strip_protocol = _StripProtocol()
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(SETTINGS_OPTIONS) - _FSSPEC_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown bfa:// storage option(s) {', '.join(unknown)}; use "
+                f"{', '.join(SETTINGS_OPTIONS)}",
+                variable="storage_options",
+                value=unknown,
+            )
+        self._options = {k: v for k, v in kwargs.items() if k in SETTINGS_OPTIONS and v is not None}
+        get_settings(**self._options)  # fail now on a bad value, not on the first read
+        super().__init__(**{k: v for k, v in kwargs.items() if k in _FSSPEC_OPTIONS})
+
+    # --- paths ------------------------------------------------------------------------------
+
+    @classmethod
+    def _strip_syntax(cls, path: Any) -> Any:
+        """Remove ``bfa://`` and surrounding slashes; no validation, no I/O."""
+        if isinstance(path, list):
+            return [cls._strip_syntax(p) for p in path]
+        path = stringify_path(path)
+        for prefix in ("bfa://", "bfa::"):
+            if path.startswith(prefix):
+                path = path[len(prefix) :]
+                break
+        return path.strip("/")
+
+    def _canonical(self, path: Any) -> Any:
+        if isinstance(path, list):
+            return [self._canonical(p) for p in path]
+        return self._resolve(path).name
+
+    def _settings(self, repo: str | None) -> Settings:
+        # Read at each call, like the rest of the package: fsspec caches instances.
+        settings = get_settings(**self._options)
+        return settings if repo is None else settings.with_(repo=repo)
+
+    def _resolve(self, path: Any) -> _Target:
+        """Parse ``path``, pin its version and check the dataset exists in that version."""
+        path = self._strip_syntax(path)
+        if not path:
+            return _Target("", self._settings(None))
+        parts = path.split("/")
+        if len(parts) not in (1, 2, 3) or not all(parts):
+            raise _malformed(path, "expected 1 or 3 path segments")
+        repo = None
+        if len(parts) > 1:
+            try:
+                repo = check_repo("/".join(parts[:2]))
+            except ConfigError:
+                raise _malformed(path, "OWNER/REPO is not a repository name") from None
+        if len(parts) == 2:
+            return _Target(repo, self._settings(repo))
+        dataset, sep, version = parts[-1].partition("@")
+        if not dataset or (sep and not version) or "@" in version:
+            raise _malformed(path, "expected DATASET or DATASET@VERSION")
+        get_spec(dataset)  # DatasetNotFoundError with a suggestion, before any I/O
+        settings = self._settings(repo)
+        pinned, release = resolve_release(version or "latest", settings)
+        manifest = get_manifest(settings, pinned, release)
+        if dataset not in manifest.datasets:
+            raise DatasetNotFoundError(
+                f"version {pinned} of {settings.repo} has no {dataset!r} dataset; it has "
+                f"{', '.join(manifest.datasets)}",
+                dataset=dataset,
+                version=pinned,
+                available=list(manifest.datasets),
+            )
+        name = f"{settings.repo}/{dataset}@{pinned}"
+        if name != path:
+            log.debug("bfa://%s is %s", path, name)
+        return _Target(name, settings, dataset, pinned, manifest)
+
+    def _latest_manifest(self, settings: Settings) -> Manifest:
+        pinned, release = resolve_release("latest", settings)
+        return get_manifest(settings, pinned, release)
+
+    def _local(self, target: _Target, callback: Any = None) -> Path:
+        """The verified local file of ``target``, fetched through the package on first use."""
+        if target.dataset is None:
+            raise IsADirectoryError(f"bfa://{target.name} is a directory of datasets")
+        return local_path(
+            target.dataset, target.version, settings=target.settings, callback=callback
+        )
+
+    def _cached_file(self, target: _Target) -> Path | None:
+        path = CacheLayout(target.settings).file_path(target.version, target.entry.local_name)
+        return path if path.exists() else None
+
+    def _file_info(self, target: _Target, *, materialize: bool) -> dict[str, Any]:
+        entry = target.entry
+        cached = self._cached_file(target)
+        if cached is not None:
+            size = cached.stat().st_size
+        elif entry.asset and not entry.compression and not entry.derived_from and entry.size:
+            size = entry.size  # a plain asset: the verified download has exactly this size
+        elif materialize:  # decompressed or derived: only the real file knows its size
+            size = self._local(target).stat().st_size
+        else:
+            size = None
+        return {
+            "name": target.name,
+            "size": size,
+            "type": "file",
+            "repo": target.settings.repo,
+            "dataset": target.dataset,
+            "version": target.version,
+        }
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Details of a dataset file (size, repo, dataset, pinned version) or a directory."""
+        target = self._resolve(path)
+        if target.dataset is None:
+            self._latest_manifest(target.settings)  # the repository must exist and have a release
+            return {"name": target.name, "size": 0, "type": "directory"}
+        return self._file_info(target, materialize=True)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        """The datasets of the latest version under ``bfa://`` or ``bfa://OWNER/REPO``.
+
+        Names are canonical (``OWNER/REPO/DATASET@VERSION``); sizes of files not yet
+        downloaded are None when the manifest cannot tell them.
+        """
+        target = self._resolve(path)
+        if target.dataset is not None:
+            entries = [self._file_info(target, materialize=False)]
+        else:
+            manifest = self._latest_manifest(target.settings)
+            repo, version = target.settings.repo, manifest.version
+            entries = [
+                self._file_info(
+                    _Target(f"{repo}/{name}@{version}", target.settings, name, version, manifest),
+                    materialize=False,
+                )
+                for name in manifest.datasets
+            ]
+        return entries if detail else [e["name"] for e in entries]
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        """True for a published dataset/version; network errors raise instead of "False"."""
+        try:
+            target = self._resolve(path)
+            if target.dataset is None:
+                self._latest_manifest(target.settings)
+        except (DatasetNotFoundError, VersionNotFoundError, RepoNotFoundError, QueryError):
+            return False
+        return True
+
+    def ukey(self, path: str) -> str:
+        """Changes when the pinned version (or its content hash) changes, never for "latest"."""
+        target = self._resolve(path)
+        sha = target.entry.sha256 if target.dataset else ""
+        return hashlib.sha256(f"{target.name}\0{sha or ''}".encode()).hexdigest()
+
+    def modified(self, path: str) -> dt.datetime:
+        """When the verified local file was written (DuckDB's fsspec bridge asks for it)."""
+        mtime = self._local(self._resolve(path)).stat().st_mtime
+        return dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: Any = None,
+        autocommit: bool = True,
+        cache_options: Any = None,
+        **kwargs: Any,
+    ) -> IO[bytes]:
+        """Open the verified local file (a real, read-only file object)."""
+        if mode != "rb":
+            raise _read_only(f"open in mode {mode!r}", path)
+        return open(self._local(self._resolve(path)), "rb")
+
+    def get_file(
+        self,
+        rpath: str,
+        lpath: Any,
+        callback: Any = DEFAULT_CALLBACK,
+        outfile: IO[bytes] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Copy a dataset to ``lpath`` atomically (temp file + fsync + ``os.replace``).
+
+        simplecache fills its cache through this method, so a killed copy never leaves
+        a truncated file under the final name. ``callback`` sees the download when one
+        is needed, else the local copy.
+        """
+        target = self._resolve(rpath)
+        if outfile is None and isfilelike(lpath):
+            outfile = lpath
+        if target.dataset is None:
+            if outfile is None:
+                os.makedirs(lpath, exist_ok=True)
+            return
+        if self._cached_file(target) is None:
+            source = self._local(target, callback=callback)
+            callback = DEFAULT_CALLBACK  # progress was the download's
+        else:
+            source = self._local(target)
+        if outfile is not None:
+            _copy(source, outfile, callback)
+            return
+        atomic_writer(Path(lpath), lambda out: _copy(source, out, callback))
+
+    # --- writing is refused -----------------------------------------------------------------
+    # Overridden one by one because fsspec's defaults would silently do nothing (mkdir) or
+    # resolve a destination first and fail with a misleading "not found" (copy, mv).
+
+    put_file = _refused("upload to", 1)
+    pipe_file = _refused("write")
+    cp_file = _refused("copy to", 1)
+    copy = _refused("copy to", 1)
+    mv = _refused("move")
+    rm_file = _refused("delete")
+    rm = _refused("delete")
+    mkdir = _refused("create directory")
+    makedirs = _refused("create directory")
+    rmdir = _refused("delete directory")
+    touch = _refused("touch")
