@@ -31,21 +31,6 @@ def _settings(args: argparse.Namespace):
     )
 
 
-def progress_callback(quiet: bool = False, stream: Any = None):
-    """A progress bar on a TTY (tqdm through fsspec's Callback), else None (silent)."""
-    stream = stream or sys.stderr
-    if quiet or not getattr(stream, "isatty", lambda: False)():
-        return None
-    try:
-        from fsspec.callbacks import TqdmCallback
-
-        return TqdmCallback(
-            tqdm_kwargs={"unit": "B", "unit_scale": True, "unit_divisor": 1024, "file": stream}
-        )
-    except ImportError:  # tqdm is an optional extra
-        return None
-
-
 def _human(n: int | None) -> str:
     if n is None:
         return "-"
@@ -107,14 +92,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .datasets import local_path
+    from contextlib import nullcontext
 
-    path = local_path(
-        args.dataset,
-        args.version,
-        settings=_settings(args),
-        callback=progress_callback(args.quiet),
-    )
+    from .datasets import local_path
+    from .progress import progress_callback
+
+    callback = progress_callback(args.quiet)
+    with callback or nullcontext():
+        path = local_path(args.dataset, args.version, settings=_settings(args), callback=callback)
     print(path)
     return EXIT_OK
 
@@ -123,6 +108,114 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(symbols=args.symbols, keep=args.keep, quiet=args.quiet)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
+def cmd_cache_status(args: argparse.Namespace) -> int:
+    from .cache_admin import cache_status
+
+    status = cache_status(_settings(args))
+    if args.json:
+        print(json.dumps(asdict(status), indent=1))
+        return EXIT_OK
+    print(f"cache: {status.cache_dir} ({_human(status.total_size)} on disk)")
+    for repo in status.repos:
+        note = " (configured)" if repo.configured else ""
+        print(f"\n{repo.repo}{note}: {len(repo.versions)} version(s), {_human(repo.size)}")
+        if repo.latest:
+            print(f"  latest: {repo.latest}, refreshed {_age(repo.latest_age)} ago")
+        rate = "-" if repo.hit_rate is None else f"{repo.hit_rate:.0%}"
+        print(f"  reads: {repo.hits} hits, {repo.misses} misses, hit rate {rate}")
+        rows = []
+        for v in repo.versions:
+            label = v.version + (" (latest)" if v.latest else "")
+            for i, f in enumerate(v.files or [None]):
+                row = {"version": "" if i else label, "file": f.name if f else "-"}
+                if f:
+                    row.update(size=_human(f.size), age=_age(f.age))
+                rows.append(row)
+        if rows:
+            table = format_table(rows, ["version", "file", "size", "age"])
+            print("\n".join("  " + line for line in table.splitlines()))
+    if status.leftovers:
+        print(
+            f"\nleftover temporary files: {len(status.leftovers)}, "
+            f"{_human(status.leftover_size)} (`bfa cache clear --temp` removes those "
+            "untouched for an hour)"
+        )
+    return EXIT_OK
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from .cache_admin import clear
+
+    result = clear(_settings(args), version=args.version, all=args.all, temporary=args.temp)
+    for name in result.removed:
+        print(f"removed {name}")
+    if args.temp and result.kept:
+        print(f"kept {len(result.kept)} temporary file(s) younger than an hour (in use?)")
+    reset = "; the 'latest' pointer was reset" if result.latest_ref_removed else ""
+    print(f"{_human(result.bytes_freed)} freed{reset}")
+    return EXIT_OK
+
+
+def cmd_cache_refresh(args: argparse.Namespace) -> int:
+    from .cache_admin import refresh
+
+    result = refresh(_settings(args))
+    if not result.changed:
+        print(f"latest: {result.version} (unchanged)")
+    else:
+        print(f"latest: {result.version} (was {result.previous or 'not resolved yet'})")
+    return EXIT_OK
+
+
+def cmd_cache_verify(args: argparse.Namespace) -> int:
+    from .cache_verify import verify
+    from .errors import IntegrityError
+
+    report = verify(_settings(args))
+    rows = [
+        {"status": "CORRUPT, removed", "file": path, "detail": report.details[path]}
+        for path in report.corrupt
+    ] + [
+        {"status": "unverified", "file": path, "detail": report.details[path]}
+        for path in report.unverified
+    ]
+    if rows:
+        print(format_table(rows, ["status", "file", "detail"]))
+    print(
+        f"{len(report.ok)} ok, {len(report.unverified)} unverified, {len(report.corrupt)} "
+        f"corrupt ({_human(report.bytes_hashed)} hashed)"
+    )
+    if report.corrupt:
+        raise IntegrityError(
+            f"{len(report.corrupt)} corrupt file(s) found and removed; the next read "
+            "downloads them again",
+            removed=report.corrupt,
+        )
+    return EXIT_OK
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    from .cache_admin import prune
+
+    result = prune(_settings(args), args.keep)
+    for name in result.removed:
+        print(f"removed {name}")
+    print(f"kept {', '.join(result.kept) or 'nothing'}; {_human(result.bytes_freed)} freed")
+    return EXIT_OK
 
 
 def _symbol_count(text: str) -> int:
@@ -200,6 +293,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "cache",
+        help="inspect and maintain the local cache",
+        description="Inspect and maintain the local cache. Example: bfa cache status",
+    )
+    actions = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "status",
+        parents=[common],
+        help="location, size, versions, hit rate, leftovers",
+        description="Show every cached repository and version with file sizes and ages, the "
+        "'latest' pointer, hit/miss counts and leftover temporary files. "
+        "Example: bfa cache status --json",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_cache_status)
+    p = actions.add_parser(
+        "clear",
+        parents=[common],
+        help="remove a cached version, everything, or stale temporary files",
+        description="Remove cached data; say what: nothing is removed by default. "
+        "Example: bfa cache clear --version 2026-11-20",
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--version", dest="version", help="remove this version of --repo")
+    what.add_argument(
+        "--all", action="store_true", help="remove every repository's data (keeps CACHEDIR.TAG)"
+    )
+    what.add_argument(
+        "--temp", action="store_true", help="remove temporary files untouched for an hour"
+    )
+    p.set_defaults(func=cmd_cache_clear)
+    p = actions.add_parser(
+        "refresh",
+        parents=[common],
+        help="resolve 'latest' again now, ignoring BFA_TTL",
+        description="Ask the release server for the newest version now. Example: bfa cache refresh",
+    )
+    p.set_defaults(func=cmd_cache_refresh)
+    p = actions.add_parser(
+        "verify",
+        parents=[common],
+        help="re-hash cached files; remove corrupt ones (exit 1 if any)",
+        description="Re-hash every cached file against its recorded sha256 and check every "
+        "manifest; corrupt files are removed (the next read downloads them again) and the "
+        "exit status is 1. Example: bfa cache verify",
+    )
+    p.set_defaults(func=cmd_cache_verify)
+    p = actions.add_parser(
+        "prune",
+        parents=[common],
+        help="keep the N newest versions (and the latest one), remove the rest",
+        description="Remove old versions of --repo. Example: bfa cache prune --keep 2",
+    )
+    p.add_argument("--keep", type=int, required=True, metavar="N", help="versions to keep")
+    p.set_defaults(func=cmd_cache_prune)
     return parser
 
 

@@ -29,9 +29,10 @@ def _step(n: int, title: str) -> None:
 def run_demo(*, symbols: int = 200, keep: bool = False, quiet: bool = False) -> int:
     """Run the demo; returns the process exit status."""
     from .catalog import catalog_yaml, open_catalog
-    from .cli import format_table, progress_callback
+    from .cli import format_table
     from .config import get_settings
     from .datasets import local_path
+    from .progress import progress_callback
     from .releases import list_versions
     from .testing.releases import SAMPLE_REPO, SampleReleases
     from .testing.server import ReleaseServer
@@ -81,7 +82,10 @@ def run_demo(*, symbols: int = 200, keep: bool = False, quiet: bool = False) -> 
             )
             server.clear_requests()
             t0 = time.perf_counter()
-            local_path("daily_availability", settings=settings, callback=progress_callback(quiet))
+            bar = progress_callback(quiet, label="daily_availability.parquet")
+            local_path("daily_availability", settings=settings, callback=bar)
+            if bar is not None:
+                bar.close()
             df = cat.daily_availability.read()
             first = time.perf_counter() - t0
             _say(
