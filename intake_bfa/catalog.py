@@ -19,7 +19,11 @@ PACKAGED_CATALOG = "catalog.yaml"
 
 
 def catalog_dict(
-    *, repo: str | None = None, api_url: str | None = None, version: str = "latest"
+    *,
+    repo: str | None = None,
+    api_url: str | None = None,
+    version: str = "latest",
+    mirrors: list[str] | None = None,
 ) -> dict[str, Any]:
     """The catalog as an Intake 2 document (``version: 2``).
 
@@ -30,6 +34,8 @@ def catalog_dict(
         ``BFA_REPO`` / ``BFA_API_URL`` and the defaults at read time.
     version
         Default dataset version of every entry (a release's own catalog pins its version).
+    mirrors
+        Mirror URL templates (``{asset}``, ``{version}``...) tried after the release asset.
     """
     from .readers import DATATYPES, DEFAULT_READERS
 
@@ -40,7 +46,13 @@ def catalog_dict(
         data_key = f"{name}_data"
         data[data_key] = {
             "datatype": datatype.qname(),
-            "kwargs": {"dataset": name, "version": version, "repo": repo, "api_url": api_url},
+            "kwargs": {
+                "dataset": name,
+                "version": version,
+                "repo": repo,
+                "api_url": api_url,
+                "mirrors": list(mirrors) if mirrors else None,
+            },
             "metadata": {},
             "user_parameters": {},
         }

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,6 +59,9 @@ class Settings:
         Seconds a request may spend waiting between attempts in total (``BFA_RETRY_TIME``).
     retry_backoff
         Base of the full-jitter exponential backoff, seconds (``BFA_RETRY_BACKOFF``).
+    mirrors
+        URL templates tried after the release asset (``BFA_MIRRORS``), e.g.
+        ``https://cdn.example.com/bfa/{version}/{asset}``.
     """
 
     repo: str
@@ -69,6 +74,7 @@ class Settings:
     retries: int = DEFAULT_RETRIES
     retry_time: float = DEFAULT_RETRY_TIME
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    mirrors: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -166,6 +172,35 @@ def check_api_url(url: str, source: str = "api_url") -> str:
     return url.rstrip("/")
 
 
+MIRROR_FIELDS = ("asset", "version", "tag", "repo", "owner", "name")
+
+
+def check_mirrors(templates: Sequence[str] | str, source: str = "mirrors") -> tuple[str, ...]:
+    """Validate mirror URL templates (``{asset}`` required; see :data:`MIRROR_FIELDS`)."""
+    if isinstance(templates, str):
+        templates = templates.replace(",", " ").split()
+    checked = []
+    for template in templates:
+        parts = urlsplit(template) if isinstance(template, str) else None
+        fields = {f for _, f, _, _ in string.Formatter().parse(template or "") if f}
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or "asset" not in fields
+            or not fields <= set(MIRROR_FIELDS)
+        ):
+            raise ConfigError(
+                f"{source}: {template!r} is not a mirror URL template; use an http(s) URL "
+                "with {asset} and optionally {version}, {tag}, {repo}, {owner}, {name}, "
+                "e.g. https://cdn.example.com/bfa/{version}/{asset}",
+                variable=source,
+                value=template,
+            )
+        checked.append(template)
+    return tuple(checked)
+
+
 def get_settings(
     repo: str | None = None,
     api_url: str | None = None,
@@ -174,6 +209,7 @@ def get_settings(
     offline: bool | None = None,
     ttl: float | str | None = None,
     timeout: float | str | None = None,
+    mirrors: Sequence[str] | str | None = None,
 ) -> Settings:
     """Resolve the configuration for one call.
 
@@ -196,6 +232,8 @@ def get_settings(
         Seconds (or ``24h``) before "latest" is re-resolved; else ``BFA_TTL``; else 24 h.
     timeout
         Connect and per-read timeout; else ``BFA_TIMEOUT``; else 30 s.
+    mirrors
+        Mirror URL templates; else ``BFA_MIRRORS`` (space or comma separated); else none.
 
     Returns
     -------
@@ -277,4 +315,8 @@ def get_settings(
         retries=retries,
         retry_time=retry_time,
         retry_backoff=backoff,
+        mirrors=check_mirrors(
+            mirrors if mirrors is not None else env.get("BFA_MIRRORS", ""),
+            "mirrors" if mirrors is not None else "BFA_MIRRORS",
+        ),
     )

@@ -126,12 +126,23 @@ def _download_entry(settings, manifest, layout, entry, final: Path, callback: An
 
 
 def _urls(settings: Settings, manifest: Manifest, asset: str, mirrors: list[str]) -> list[str]:
-    info = manifest.raw.get("release", {}).get("assets", {}).get(asset, {})
+    """Release asset first, then the manifest's mirrors, then configured mirror templates."""
+    release = manifest.raw.get("release", {})
+    info = release.get("assets", {}).get(asset, {})
     urls = [u for u in (info.get("download_url"),) if u]
     if settings.token and info.get("api_url"):
         # Private repositories only serve assets through the API with the token.
         urls.append(info["api_url"])
-    return urls + list(mirrors)
+    fields = {
+        "asset": asset,
+        "version": manifest.version,
+        "tag": release.get("tag", ""),
+        "repo": settings.repo,
+        "owner": settings.owner,
+        "name": settings.name,
+    }
+    # Every URL gets the same sha256 check; the token only ever goes to the API origin.
+    return urls + list(mirrors) + [t.format(**fields) for t in settings.mirrors]
 
 
 # --- filters -------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class BfaData(BaseData):
         ``"latest"`` or a pinned version; a read call may override it.
     repo, api_url
         Where the releases live; None means ``BFA_REPO`` / ``BFA_API_URL`` or the defaults.
+    mirrors
+        Mirror URL templates tried after the release asset (see ``BFA_MIRRORS``); None
+        means the environment's.
     metadata
         Free-form metadata (description, columns...).
     """
@@ -44,17 +47,19 @@ class BfaData(BaseData):
         version: str = "latest",
         repo: str | None = None,
         api_url: str | None = None,
+        mirrors: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.dataset = dataset
         self.version = version
         self.repo = repo
         self.api_url = api_url
+        self.mirrors = mirrors
         super().__init__(metadata)
 
     def settings(self) -> Settings:
         """Configuration for this dataset, read now (catalog value > environment > default)."""
-        return get_settings(repo=self.repo, api_url=self.api_url)
+        return get_settings(repo=self.repo, api_url=self.api_url, mirrors=self.mirrors)
 
 
 class BfaTable(BfaData):

@@ -63,6 +63,10 @@ def test_token_from_environment_is_never_shown(monkeypatch):
         ("BFA_TTL", "soon", "duration"),
         ("BFA_TTL", "-5", "duration"),
         ("BFA_TIMEOUT", "0", "positive"),
+        ("BFA_RETRIES", "0", "at least 1"),
+        ("BFA_MIRRORS", "https://cdn.example.com/file.parquet", "{asset}"),
+        ("BFA_MIRRORS", "ftp://cdn.example.com/{asset}", "mirror URL template"),
+        ("BFA_MIRRORS", "https://cdn.example.com/{asset}/{secret}", "mirror URL template"),
     ],
 )
 def test_invalid_environment_values_name_the_variable(monkeypatch, variable, value, fragment):

@@ -207,3 +207,49 @@ def test_mirror_is_used_when_the_release_fails_and_never_gets_the_token(
         mirror_requests = [r for r in mirror.requests if r.method == "GET"]
         assert mirror_requests
         assert not any(k.lower() == "authorization" for r in mirror_requests for k in r.headers)
+
+
+def test_catalog_mirror_template_is_tried_after_the_release(
+    published, samples, tmp_path, monkeypatch
+):
+    from intake_bfa.catalog import catalog_yaml, open_catalog
+
+    token = "ghp_catalogmirror0000000000"
+    with ReleaseServer() as mirror:
+        mirror.add_release("mirror/bucket", f"data-{V_OLD}", {ASSET: samples.dated(V_OLD) / ASSET})
+        template = mirror.web_url + "/mirror/bucket/releases/download/{tag}/{asset}"
+        path = tmp_path / "catalog.yaml"
+        path.write_text(catalog_yaml(mirrors=[template]))
+        monkeypatch.setenv("GITHUB_TOKEN", token)
+        monkeypatch.setenv("BFA_RETRIES", "1")
+        get_manifest(get_settings(), V_OLD)
+        published.inject("objects", r".*", "status", status=500, times=100)
+        df = open_catalog(path).daily_availability.read(version=V_OLD)
+        assert len(df) > 0
+        gets = [r for r in mirror.requests if r.origin == "web"]
+        assert gets and gets[0].path.endswith(f"/data-{V_OLD}/{ASSET}")
+        assert not any(k.lower() == "authorization" for r in mirror.requests for k in r.headers)
+
+
+def test_retry_after_as_an_http_date(primed, samples, caplog):
+    import email.utils
+
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: waits >= 1 s
+    primed.inject("objects", r".*", "status", status=503, headers={"Retry-After": when})
+    path = intake_bfa.local_path("daily_availability", V_OLD)
+    assert path.read_bytes() == expected_bytes(samples)
+    waited = [r for r in caplog.records if "retry 1/" in r.getMessage()]
+    assert waited and "in 0.00 s" not in waited[0].getMessage()
+
+
+def test_token_never_reaches_the_logs(primed, monkeypatch, caplog):
+    import logging
+
+    token = "ghp_neverlogged000000000000"
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    monkeypatch.setenv("BFA_TTL", "0")
+    caplog.set_level(logging.DEBUG)
+    primed.inject("objects", r".*", "reset", after_bytes=1000)
+    intake_bfa.local_path("daily_availability", V_OLD)
+    intake_bfa.list_versions()
+    assert caplog.records and token not in caplog.text
