@@ -51,3 +51,15 @@ def test_benchmark_script_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "ratio" in out.stdout and "heavy modules imported: []" in out.stdout
+
+
+def test_download_benchmark_script_runs():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_download.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "throughput ratio" in out.stdout and "network requests: 0" in out.stdout
