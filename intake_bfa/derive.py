@@ -8,21 +8,13 @@ give identical tables.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
-from .cache import write_sidecar
+from .parquet_layout import TILED_ORDER, write_table
 
 log = logging.getLogger(__name__)
 
-#: Parquet layout shared by the producer and local derivation: rows sorted by
-#: (symbol, date) so a one-symbol timeline touches one or two row groups.
-PARQUET_SORT = "symbol, date"
-PARQUET_ROW_GROUP_SIZE = 100_000
-PARQUET_COMPRESSION = "zstd"
 
 _QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "BTC", "ETH", "BNB")
 
@@ -70,36 +62,17 @@ FROM named, coverage
 ORDER BY symbol
 """
 
-DAILY_AVAILABILITY_SQL = f"SELECT * FROM daily_availability ORDER BY {PARQUET_SORT}"
+DAILY_AVAILABILITY_SQL = f"SELECT * FROM daily_availability ORDER BY {TILED_ORDER}"
 
 DERIVED_SQL = {"daily_availability": DAILY_AVAILABILITY_SQL, "symbols": SYMBOLS_SQL}
 
 
 def write_parquet(relation, dest: Path, *, sidecar: bool = False) -> Path:
-    """Write a DuckDB relation to ``dest`` atomically with the shared Parquet layout.
+    """Write a DuckDB relation (already ordered) to ``dest`` with the shared Parquet layout.
 
     ``sidecar=True`` (cache use) records the file's sha256 for ``bfa cache verify``.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        relation.write_parquet(
-            tmp, compression=PARQUET_COMPRESSION, row_group_size=PARQUET_ROW_GROUP_SIZE
-        )
-        digest, size = hashlib.sha256(), 0
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-            if sidecar:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-        if sidecar:
-            write_sidecar(dest, digest.hexdigest(), size)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_table(relation.to_arrow_table(), dest, sidecar=sidecar)
     return dest
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import atomic_write_bytes, atomic_writer
-from ..derive import PARQUET_SORT, SYMBOLS_SQL, write_parquet
+from ..derive import SYMBOLS_SQL, write_parquet
 from ..manifest import MANIFEST_NAME
+from ..parquet_layout import TILED_ORDER
 from ..schema import DAILY_AVAILABILITY_COLUMNS, DATASETS, MANIFEST_SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,8 @@ def build_release(
         con.execute(f"CREATE TABLE volume_rankings AS {VOLUME_RANKINGS_SQL}", {"generated": stamp})
         datasets: dict[str, Any] = {}
         tables = {
-            "daily_availability": f"SELECT * FROM daily_availability ORDER BY {PARQUET_SORT}",
-            "volume_rankings": f"SELECT * FROM volume_rankings ORDER BY {PARQUET_SORT}",
+            "daily_availability": f"SELECT * FROM daily_availability ORDER BY {TILED_ORDER}",
+            "volume_rankings": f"SELECT * FROM volume_rankings ORDER BY {TILED_ORDER}",
             "symbols": "SELECT * FROM symbols ORDER BY symbol",
         }
         for name, sql in tables.items():

@@ -330,13 +330,21 @@ def generate_daily_availability(
     size = np.maximum(1500, 35_000 * (quote_vol * usd / 1e5) ** 0.1 * size_noise).astype(np.int64)
 
     # Timestamps: files land next day 08:30-08:45 UTC (whole seconds, as S3 reports);
-    # a few are back-filled weeks later; the collector probes from 09:10 onwards.
-    day_us = ((start - dt.date(1970, 1, 1)).days + day) * _DAY_US
+    # a few are back-filled weeks later. probe_timestamp is what our collector records:
+    # the daily listing run (from 09:10 UTC, symbols listed one after another) that last
+    # re-checked the row, i.e. the run 21 days later (20-day re-check window), or the
+    # newest run for recent dates.
+    epoch_day = (start - dt.date(1970, 1, 1)).days
+    day_us = (epoch_day + day) * _DAY_US
     modified = day_us + _DAY_US + (30_600 + rng.integers(0, 900, (n_days, n))) * _SEC_US
     late = (rng.random((n_days, n)) < 0.003) & (day + 62 < n_days - 1)
     modified += late * rng.integers(14, 60, (n_days, n)) * _DAY_US
-    probe = day_us + _DAY_US + 33_000 * _SEC_US + rng.integers(0, 1_200_000, (n_days, n)) * 1000
-    probe = np.where(late, modified + rng.integers(3_600, 86_400, (n_days, n)) * _SEC_US, probe)
+    run_day = np.minimum(day + 21, n_days)
+    listing_offset = np.arange(n)[None, :] * 400_000  # 0.4 s per symbol listing
+    probe = (epoch_day + run_day) * _DAY_US + 33_000 * _SEC_US + listing_offset
+    # A late back-fill is first seen by the run after its upload (a full re-listing).
+    found = (modified // _DAY_US + 1) * _DAY_US + 33_000 * _SEC_US + listing_offset
+    probe = np.where(late, np.maximum(probe, found), probe)
     no_kline = available & (rng.random((n_days, n)) < 0.01) & gaps
 
     def col(values: np.ndarray, typ: pa.DataType, null: np.ndarray) -> pa.Array:

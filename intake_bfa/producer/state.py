@@ -1,0 +1,276 @@
+"""The collected state: what ``bfa collect`` saw on Binance Vision, what ``bfa build`` reads.
+
+A state folder holds three files, each replaced atomically:
+
+``availability.parquet``
+    One row per daily 1m-klines object that exists: symbol, date, size, Last-Modified,
+    ETag and when it was listed. A missing (symbol, date) means "no file".
+``volume.parquet``
+    One row per (symbol, date) with the 1d kline's volume and OHLC, and where it came from.
+``state.json``
+    Every symbol folder discovered, the last date seen, and a log of runs.
+
+Re-listing a symbol from a date replaces that symbol's availability rows from that date
+on (objects that vanished disappear, back-filled ones appear); volume rows are only ever
+added or updated, never erased by an availability re-check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cache import atomic_write_bytes
+from ..schema import FIRST_DATE
+
+STATE_VERSION = 1
+AVAILABILITY_FILE = "availability.parquet"
+VOLUME_FILE = "volume.parquet"
+META_FILE = "state.json"
+URL_PREFIX = "https://data.binance.vision/data/futures/um/daily/klines/"
+
+VOLUME_COLUMNS = (
+    "quote_volume_usdt",
+    "trade_count",
+    "volume_base",
+    "taker_buy_volume_base",
+    "taker_buy_quote_volume_usdt",
+    "open_price",
+    "high_price",
+    "low_price",
+    "close_price",
+)
+
+
+def availability_schema():
+    """Arrow schema of ``availability.parquet``."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("symbol", pa.string()),
+            ("date", pa.date32()),
+            ("file_size_bytes", pa.int64()),
+            ("last_modified", pa.timestamp("us")),
+            ("etag", pa.string()),
+            ("probe_timestamp", pa.timestamp("us")),
+        ]
+    )
+
+
+def volume_schema():
+    """Arrow schema of ``volume.parquet``."""
+    import pyarrow as pa
+
+    numbers = [(c, pa.int64() if c == "trade_count" else pa.float64()) for c in VOLUME_COLUMNS]
+    return pa.schema(
+        [("symbol", pa.string()), ("date", pa.date32()), *numbers, ("source", pa.string())]
+    )
+
+
+@dataclass
+class State:
+    """A loaded state folder.
+
+    Attributes
+    ----------
+    availability, volume
+        Arrow tables with :func:`availability_schema` / :func:`volume_schema`.
+    symbols
+        Every symbol folder discovered (listed or not yet).
+    runs
+        One dict per collect run (counts, requests, errors).
+    """
+
+    availability: Any
+    volume: Any
+    symbols: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last_date(self) -> dt.date | None:
+        """Newest date with any file, or None for an empty state."""
+        import pyarrow.compute as pc
+
+        if self.availability.num_rows == 0:
+            return None
+        return pc.max(self.availability["date"]).as_py()
+
+    def last_dates(self) -> dict[str, dt.date]:
+        """Newest date with a file, per symbol."""
+        if self.availability.num_rows == 0:
+            return {}
+        grouped = self.availability.group_by("symbol").aggregate([("date", "max")])
+        return dict(
+            zip(grouped["symbol"].to_pylist(), grouped["date_max"].to_pylist(), strict=True)
+        )
+
+
+def empty_state() -> State:
+    """A state with no rows."""
+    return State(availability_schema().empty_table(), volume_schema().empty_table())
+
+
+def load_state(folder: Path) -> State:
+    """Read a state folder; a missing folder is an empty state."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.exists():
+        return empty_state()
+    meta = json.loads(meta_path.read_text())
+    if meta.get("state_version") != STATE_VERSION:
+        raise ValueError(f"{meta_path}: unsupported state_version {meta.get('state_version')}")
+    return State(
+        availability=pq.read_table(folder / AVAILABILITY_FILE, schema=availability_schema()),
+        volume=pq.read_table(folder / VOLUME_FILE, schema=volume_schema()),
+        symbols=list(meta.get("symbols", [])),
+        runs=list(meta.get("runs", [])),
+    )
+
+
+def _write_table(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state(folder: Path, state: State) -> None:
+    """Write the state folder; the tables first, ``state.json`` last (it marks completeness)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    availability = state.availability.sort_by([("symbol", "ascending"), ("date", "ascending")])
+    volume = state.volume.sort_by([("symbol", "ascending"), ("date", "ascending")])
+    _write_table(availability, folder / AVAILABILITY_FILE)
+    _write_table(volume, folder / VOLUME_FILE)
+    last = state.last_date
+    meta = {
+        "state_version": STATE_VERSION,
+        "symbols": sorted(set(state.symbols)),
+        "last_date": last.isoformat() if last else None,
+        "runs": state.runs[-100:],  # a bounded log
+    }
+    atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=1, ensure_ascii=False).encode())
+
+
+def merge_availability(state: State, listed: Any, relisted_from: dict[str, dt.date]) -> None:
+    """Replace each re-listed symbol's rows from its start date with what was listed.
+
+    Parameters
+    ----------
+    state
+        Updated in place.
+    listed
+        Rows found by this run (:func:`availability_schema`).
+    relisted_from
+        symbol -> first date this run listed (everything from it on was seen afresh).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    old = state.availability
+    if relisted_from and old.num_rows:
+        since = pa.array(
+            [relisted_from.get(s) for s in old["symbol"].to_pylist()], type=pa.date32()
+        )
+        stale = pc.and_(pc.is_valid(since), pc.greater_equal(old["date"], since))
+        old = old.filter(pc.invert(pc.fill_null(stale, False)))
+    state.availability = pa.concat_tables([old, listed.cast(availability_schema())])
+
+
+def merge_volume(state: State, rows: Any) -> None:
+    """Upsert volume rows by (symbol, date); existing volume is never erased."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = rows.cast(volume_schema())
+    if rows.num_rows == 0:
+        return
+    keys = pc.binary_join_element_wise(rows["symbol"], pc.cast(rows["date"], pa.string()), "\x00")
+    old = state.volume
+    old_keys = pc.binary_join_element_wise(old["symbol"], pc.cast(old["date"], pa.string()), "\x00")
+    kept = old.filter(pc.invert(pc.is_in(old_keys, value_set=keys)))
+    state.volume = pa.concat_tables([kept, rows])
+
+
+def seed_from_table(daily_availability: Any) -> State:
+    """A state equivalent to a published ``daily_availability`` table (the incremental base)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = daily_availability
+    available = table.filter(pc.equal(table["available"], True))
+    availability = pa.table(
+        {
+            "symbol": available["symbol"],
+            "date": available["date"],
+            "file_size_bytes": available["file_size_bytes"],
+            "last_modified": available["last_modified"],
+            "etag": pa.nulls(available.num_rows, pa.string()),
+            "probe_timestamp": available["probe_timestamp"],
+        }
+    ).cast(availability_schema())
+    traded = available.filter(pc.is_valid(available["quote_volume_usdt"]))
+    volume = pa.table(
+        {
+            "symbol": traded["symbol"],
+            "date": traded["date"],
+            **{c: traded[c] for c in VOLUME_COLUMNS},
+            "source": pa.array(["release"] * traded.num_rows, pa.string()),
+        }
+    ).cast(volume_schema())
+    symbols = sorted(set(table["symbol"].to_pylist()))
+    return State(availability, volume, symbols=symbols)
+
+
+def to_daily_availability(state: State, end: dt.date, *, start: str = FIRST_DATE) -> Any:
+    """The dense ``daily_availability`` grid (every known symbol x every date) up to ``end``."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("avail", state.availability)
+    con.register("vol", state.volume)
+    con.register("syms", _symbols_table(state))
+    volume_cols = ", ".join(f"v.{c}" for c in VOLUME_COLUMNS)
+    sql = f"""
+        WITH days AS (
+            SELECT CAST(d AS DATE) AS date FROM range(CAST(? AS DATE), CAST(? AS DATE) + 1,
+                                                      INTERVAL 1 DAY) t(d)
+        ),
+        probe AS (SELECT MAX(probe_timestamp) AS latest FROM avail)
+        SELECT days.date, syms.symbol,
+               a.symbol IS NOT NULL AS available,
+               a.file_size_bytes, a.last_modified,
+               ? || syms.symbol || '/1m/' || syms.symbol || '-1m-' ||
+                   strftime(days.date, '%Y-%m-%d') || '.zip' AS url,
+               CAST(CASE WHEN a.symbol IS NULL THEN 404 ELSE 200 END AS INTEGER) AS status_code,
+               COALESCE(a.probe_timestamp, probe.latest) AS probe_timestamp,
+               {volume_cols}
+        FROM days CROSS JOIN syms CROSS JOIN probe
+        LEFT JOIN avail a ON a.symbol = syms.symbol AND a.date = days.date
+        LEFT JOIN vol v ON v.symbol = syms.symbol AND v.date = days.date AND a.symbol IS NOT NULL
+        ORDER BY days.date, syms.symbol
+    """
+    return con.sql(sql, params=[start, end.isoformat(), URL_PREFIX]).to_arrow_table()
+
+
+def _symbols_table(state: State):
+    import pyarrow as pa
+
+    names = sorted(set(state.symbols) | set(state.availability["symbol"].to_pylist()))
+    return pa.table({"symbol": pa.array(names, pa.string())})
