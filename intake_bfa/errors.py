@@ -93,6 +93,14 @@ class QueryError(BfaError, ValueError):
     """A read or query asked for columns, filters or values that do not exist."""
 
 
+class CollectError(BfaError, RuntimeError):
+    """A collect run failed as a whole (too many symbols failed); nothing was saved."""
+
+
+class PublishError(BfaError, RuntimeError):
+    """A release cannot be published (e.g. that version is already out with other bytes)."""
+
+
 def nearest(wanted: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` candidates closest to ``wanted``.
 

@@ -33,6 +33,18 @@ COMPRESSION = "zstd"
 STATISTICS = ["date", "symbol"]
 _DICTIONARY = {"symbol", "available", "status_code", "quote_asset", "contract_kind",
                "generation_timestamp", "listed_now"}  # fmt: skip
+_FLOATS = (
+    "quote_volume_usdt",
+    "volume_base",
+    "taker_buy_volume_base",
+    "taker_buy_quote_volume_usdt",
+    "open_price",
+    "high_price",
+    "low_price",
+    "close_price",
+    "percentile",
+    "market_share_pct",
+)
 _ENCODINGS = {
     "url": "DELTA_BYTE_ARRAY",
     "file_size_bytes": "DELTA_BINARY_PACKED",
@@ -40,21 +52,7 @@ _ENCODINGS = {
     "probe_timestamp": "DELTA_BINARY_PACKED",
     "trade_count": "DELTA_BINARY_PACKED",
     # Floats: byte-stream split lets zstd find the slowly changing sign/exponent bytes.
-    **{
-        c: "BYTE_STREAM_SPLIT"
-        for c in (
-            "quote_volume_usdt",
-            "volume_base",
-            "taker_buy_volume_base",
-            "taker_buy_quote_volume_usdt",
-            "open_price",
-            "high_price",
-            "low_price",
-            "close_price",
-            "percentile",
-            "market_share_pct",
-        )
-    },  # fmt: skip
+    **dict.fromkeys(_FLOATS, "BYTE_STREAM_SPLIT"),
 }
 
 #: SQL ``ORDER BY`` giving the tiled order for tables with (date, symbol).

@@ -1,14 +1,17 @@
-"""The :class:`ReleaseServer` itself: the event-loop thread, the three sites, the public API."""
+"""The :class:`ReleaseServer` itself: the event-loop thread, the four sites, the public API."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,21 +22,23 @@ from .faults import FaultQueue
 from .objects import DownloadOrigins, Signer
 from .recording import RecordedRequest, Recorder
 from .store import Store
+from .writes import WriteOrigins
 
 log = logging.getLogger(__package__)
 
-_ORIGINS = ("api", "web", "objects")
+_ORIGINS = ("api", "web", "objects", "uploads")
 
 
 class ReleaseServer:
-    """In-process fake of GitHub Releases on three local HTTP origins.
+    """In-process fake of GitHub Releases on four local HTTP origins.
 
     Parameters
     ----------
     token : str, optional
         Token that authenticates API requests (``Authorization: Bearer <token>`` or
         ``token <token>``); authenticated requests see drafts and get free 304s. Any other
-        token is treated as anonymous.
+        token is treated as anonymous. Writes (create, edit and delete releases, assets and
+        tags; uploads) require it and answer 401 otherwise.
     signed_url_ttl : float
         Seconds an objects-origin signed URL stays valid.
     rate_limit : int
@@ -44,7 +49,9 @@ class ReleaseServer:
     Attributes
     ----------
     requests : list of RecordedRequest
-        Every request on the three origins, appended (under a lock) as its response starts.
+        Every request on the four origins, appended (under a lock) as its response starts.
+        An upload the server cut off (``"reset"``/``"truncate"`` faults on ``"uploads"``) is
+        recorded with status 499, though no status line was sent.
 
     Examples
     --------
@@ -56,6 +63,7 @@ class ReleaseServer:
     api_url = property(lambda self: self._url("api"), doc="REST API origin (api.github.com).")
     web_url = property(lambda self: self._url("web"), doc="github.com origin (downloads).")
     objects_url = property(lambda self: self._url("objects"), doc="Signed object store origin.")
+    uploads_url = property(lambda self: self._url("uploads"), doc="Uploads (uploads.github.com).")
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class ReleaseServer:
             self._store, signer, self._url, token=token, limit=rate_limit, chunk_size=chunk_size
         )
         self._downloads = DownloadOrigins(self._store, signer, chunk_size=chunk_size)
+        self._writes = WriteOrigins(self._store, self._api.authed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
@@ -86,7 +95,7 @@ class ReleaseServer:
         return self._urls[origin]
 
     def start(self) -> ReleaseServer:
-        """Bind three ports on 127.0.0.1 and serve them from a daemon thread.
+        """Bind four ports on 127.0.0.1 and serve them from a daemon thread.
 
         Returns
         -------
@@ -95,6 +104,7 @@ class ReleaseServer:
         """
         if self._loop is not None:
             raise RuntimeError("ReleaseServer is already running")
+        self._writes.upload_dir = Path(tempfile.mkdtemp(prefix="bfa-uploads-"))
         self._loop = loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="ReleaseServer", daemon=True)
         self._thread.start()
@@ -118,6 +128,9 @@ class ReleaseServer:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
+            if self._writes.upload_dir is not None:  # uploaded assets die with the server
+                shutil.rmtree(self._writes.upload_dir, ignore_errors=True)
+                self._writes.upload_dir = None
 
     def __enter__(self) -> ReleaseServer:
         return self.start()
@@ -148,8 +161,10 @@ class ReleaseServer:
             if origin == "api":  # charged before recording, so recorded headers match
                 app.on_response_prepare.append(self._api.on_prepare)
             app.on_response_prepare.append(self._recorder.hook(origin))
-            for path, name in routes[origin]:
+            for path, name in routes.get(origin, ()):
                 app.router.add_get(path, handlers[origin], name=name)
+            for method, path, handler in self._writes.routes(origin):
+                app.router.add_route(method, path, handler)
             app.router.add_route("*", "/{tail:.*}", self._fallback(origin))
             # A short shutdown_timeout keeps stop() quick while a "slow" fault is sleeping.
             runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -256,8 +271,14 @@ class ReleaseServer:
         return self._store.replace_asset(repo, tag, name, data, with_digest=with_digest)
 
     def delete_release(self, repo: str, tag: str) -> None:
-        """Delete a release and its assets; KeyError if it does not exist."""
+        """Delete a release and its assets (not its tag); KeyError if it does not exist."""
         self._store.delete_release(repo, tag)
+
+    def tags(self, repo: str) -> list[str]:
+        """The git tags of ``repo``, sorted (a deleted release leaves its tag behind)."""
+        with self._store.lock:
+            found = self._store.repo(*repo.split("/", 1))
+            return sorted(found.tags) if found else []
 
     def clear_requests(self) -> None:
         """Forget all recorded requests."""
@@ -283,7 +304,7 @@ class ReleaseServer:
 
         Parameters
         ----------
-        origin : {"api", "web", "objects"}
+        origin : {"api", "web", "objects", "uploads"}
             Origin whose requests are affected.
         path_regex : str
             ``re.search``-ed against the raw path plus query string.
@@ -292,7 +313,10 @@ class ReleaseServer:
             ``"truncate"`` (clean close) cut the body after ``after_bytes``; ``"slow"``
             sleeps ``delay`` before each chunk past ``after_bytes``; ``"ignore_range"``
             answers a Range request with 200; ``"expired"`` answers 403 AccessDenied;
-            ``"corrupt"`` flips bytes without changing the length.
+            ``"corrupt"`` flips bytes without changing the length; ``"lost_response"`` carries
+            out a write, then answers ``status`` instead. On ``"uploads"``, ``"reset"`` and
+            ``"truncate"`` cut the connection after receiving ``after_bytes`` of the upload
+            (nothing is stored), and ``"status"`` answers before reading the body.
         times : int
             Number of matching requests the fault applies to.
         status, headers, after_bytes, delay

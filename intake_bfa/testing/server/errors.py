@@ -31,8 +31,8 @@ def expired() -> web.Response:
 
 
 def not_found(origin: str) -> web.Response:
-    """A 404 as ``origin`` (``"api"``, ``"web"`` or ``"objects"``) words it."""
-    if origin == "api":
+    """A 404 as ``origin`` (``"api"``, ``"uploads"``, ``"web"`` or ``"objects"``) words it."""
+    if origin in ("api", "uploads"):
         return api_error(404, "Not Found")
     if origin == "objects":
         return xml_error(404, "NoSuchKey", "The specified key does not exist.")

@@ -1,8 +1,10 @@
 """Fault injection: the queue of pending faults and how each kind bends a response.
 
-``"status"`` and ``"expired"`` replace the response outright (:meth:`FaultQueue.middleware`),
-``"ignore_range"`` is honoured by the object store (:func:`ignores_range`), and ``"reset"``,
-``"truncate"``, ``"slow"`` and ``"corrupt"`` act on the body while it streams (:func:`send`).
+``"status"`` and ``"expired"`` replace the response outright and ``"lost_response"`` replaces it
+after the request took effect (:meth:`FaultQueue.middleware`), ``"ignore_range"`` is honoured by
+the object store (:func:`ignores_range`), and ``"reset"``, ``"truncate"``, ``"slow"`` and
+``"corrupt"`` act on the body while it streams (:func:`send`), or, on the uploads origin, on the
+request body while it is received (:func:`current_fault`, :func:`cut`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from .errors import api_error, expired
 
 log = logging.getLogger(__package__)
 
-KINDS = ("status", "reset", "truncate", "slow", "ignore_range", "expired", "corrupt")
+# fmt: off
+KINDS = ("status", "reset", "truncate", "slow", "ignore_range", "expired", "corrupt",
+         "lost_response")
+# fmt: on
 
 
 @dataclass
@@ -42,6 +47,11 @@ class Fault:
 # The fault picked for the request being handled: aiohttp runs each request in its own task
 # (and so its own context), and the middleware sets it before every handler.
 _FAULT: ContextVar[Fault | None] = ContextVar("_FAULT", default=None)
+
+
+def current_fault() -> Fault | None:
+    """The fault picked for the request being handled, if any."""
+    return _FAULT.get()
 
 
 def ignores_range() -> bool:
@@ -104,7 +114,7 @@ class FaultQueue:
             fault = self.take(origin, request.raw_path)
             _FAULT.set(fault)
             if fault is not None and fault.kind == "status":
-                if origin == "api":
+                if origin in ("api", "uploads"):
                     resp = api_error(fault.status, "Injected fault")
                 else:
                     resp = web.Response(status=fault.status, text="Injected fault")
@@ -112,7 +122,14 @@ class FaultQueue:
                 return resp
             if fault is not None and fault.kind == "expired":
                 return expired()
-            return await handler(request)
+            resp = await handler(request)
+            if fault is not None and fault.kind == "lost_response" and not resp.prepared:
+                # The write happened, but the client hears an error (a proxy timing out):
+                # a retried POST then meets its own earlier success.
+                lost = api_error(fault.status, "Injected fault: response lost")
+                lost.headers.update(fault.headers)
+                return lost
+            return resp
 
         return middleware
 
@@ -161,7 +178,7 @@ async def send(
             off += len(chunk)
         if kind not in ("reset", "truncate"):
             return resp, True
-        await _cut(request, kind)
+        await cut(request, kind)
     except ConnectionError:
         log.debug("client went away during %s", request.raw_path)
     finally:
@@ -170,7 +187,7 @@ async def send(
     return resp, False
 
 
-async def _cut(request: web.Request, kind: str) -> None:
+async def cut(request: web.Request, kind: str) -> None:
     """End the connection mid-body: a clean close for "truncate", an RST for "reset"."""
     transport = request.transport
     assert transport is not None

@@ -16,7 +16,7 @@ class RecordedRequest:
     Attributes
     ----------
     origin : str
-        ``"api"``, ``"web"`` or ``"objects"``.
+        ``"api"``, ``"web"``, ``"objects"`` or ``"uploads"``.
     method : str
         HTTP method, e.g. ``"GET"``.
     path : str

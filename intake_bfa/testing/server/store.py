@@ -45,6 +45,8 @@ class Asset:
     id: int = 0
     updated_at: datetime = field(default_factory=lambda: _utc(None))
     download_count: int = 0
+    content_type: str | None = None  # as uploaded; None: guessed from the name
+    label: str = ""
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Release:
     prerelease: bool
     created_at: datetime
     assets: dict[str, Asset] = field(default_factory=dict)
+    published_at: datetime | None = None  # None while a draft
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Repo:
     id: int
     full_name: str
     releases: dict[str, Release] = field(default_factory=dict)
+    # Git tags outlive their releases: GitHub keeps the tag when a release is deleted.
+    tags: set[str] = field(default_factory=set)
 
 
 def _load(name: str, data: bytes | str | os.PathLike[str], with_digest: bool) -> Asset:
@@ -137,6 +142,9 @@ class Store:
             if tag in rec.releases:
                 raise ValueError(f"release {tag!r} already exists in {repo!r}")
             rel = Release(next(self._ids), tag, name, body, draft, prerelease, _utc(created_at))
+            if not draft:  # as on GitHub, a draft's tag only comes into being when published
+                rel.published_at = rel.created_at
+                rec.tags.add(tag)
             for asset in loaded:
                 asset.id = next(self._ids)
                 rel.assets[asset.name] = asset
@@ -166,6 +174,10 @@ class Store:
         with self.lock:
             rec, _ = self._release(repo, tag)
             del rec.releases[tag]
+
+    def next_id(self) -> int:
+        """A fresh id for a repository, release or asset (ids are unique per server)."""
+        return next(self._ids)
 
     # -- lookups (caller holds the lock) -----------------------------------------------------
 
@@ -200,9 +212,10 @@ class Store:
         # fmt: off
         return {
             "url": f"{self._url('api')}/repos/{repo.full_name}/releases/assets/{a.id}",
-            "id": a.id, "node_id": f"RA_{a.id:010d}", "name": a.name, "label": "",
+            "id": a.id, "node_id": f"RA_{a.id:010d}", "name": a.name, "label": a.label,
             "uploader": _AUTHOR, "state": "uploaded", "size": a.size,
-            "content_type": _ENCODED.get(enc or "") or ctype or "application/octet-stream",
+            "content_type": a.content_type or _ENCODED.get(enc or "") or ctype
+                            or "application/octet-stream",
             "digest": f"sha256:{a.sha256}" if a.with_digest else None,
             "download_count": a.download_count,
             # A re-upload is a brand-new asset, so both times move together.
@@ -214,14 +227,16 @@ class Store:
 
     def release_json(self, repo: Repo, rel: Release) -> dict[str, Any]:
         url = f"{self._url('api')}/repos/{repo.full_name}/releases/{rel.id}"
+        upload = f"{self._url('uploads')}/repos/{repo.full_name}/releases/{rel.id}/assets"
         # fmt: off
         return {
-            "url": url, "assets_url": f"{url}/assets", "upload_url": f"{url}/assets{{?name,label}}",
+            "url": url, "assets_url": f"{url}/assets", "upload_url": f"{upload}{{?name,label}}",
             "html_url": f"{self._url('web')}/{repo.full_name}/releases/tag/{quote(rel.tag)}",
             "id": rel.id, "node_id": f"RE_{rel.id:010d}", "tag_name": rel.tag,
             "target_commitish": "main", "name": rel.name, "body": rel.body,
             "draft": rel.draft, "prerelease": rel.prerelease, "created_at": _ts(rel.created_at),
-            "published_at": None if rel.draft else _ts(rel.created_at), "author": _AUTHOR,
+            "published_at": _ts(rel.published_at) if rel.published_at else None,
+            "author": _AUTHOR,
             "assets": [self.asset_json(repo, rel, a) for a in rel.assets.values()],
         }
         # fmt: on
