@@ -12,7 +12,8 @@ from intake_bfa.config import get_settings
 from intake_bfa.errors import ConfigError, DownloadError, ManifestError, PublishError
 from intake_bfa.producer.build import sha256_file
 from intake_bfa.producer.github_write import GitHubWriter
-from intake_bfa.producer.publish import publish, read_release_dir, retention_plan
+from intake_bfa.producer.publish import publish, retention_plan
+from intake_bfa.producer.release_folder import read_release_dir
 from intake_bfa.resolve import resolve_version
 from intake_bfa.testing.releases import SAMPLE_REPO, publish_rolling
 from intake_bfa.testing.server import ReleaseServer
