@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
     p.set_defaults(func=cmd_demo)
 
+    from .cli_producer import add_commands  # producer modules load only when run
+
+    add_commands(sub, common)
+
     p = sub.add_parser(
         "cache",
         help="inspect and maintain the local cache",
