@@ -87,7 +87,10 @@ def bytes_read(path: Path) -> dict[str, float]:
     size = path.stat().st_size
     con = duckdb.connect()
     con.register_filesystem(_counting_fs())
-    con.execute("SET threads = 1")  # one file handle: reads are counted exactly once
+    # One thread and no prefetching: DuckDB shares one Python file object, and parallel
+    # prefetches would race on its position (and each byte must be counted once).
+    con.execute("SET threads = 1")
+    con.execute("SET disable_parquet_prefetching = true")
     out = {}
     for name, (column, value) in (("timeline", TIMELINE), ("snapshot", SNAPSHOT)):
         _Counted.total = 0

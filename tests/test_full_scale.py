@@ -63,3 +63,58 @@ def test_download_benchmark_script_runs():
     )
     assert out.returncode == 0, out.stderr
     assert "throughput ratio" in out.stdout and "network requests: 0" in out.stdout
+
+
+def test_previous_duckdb_minor_opens_the_database_and_reads_the_parquet(tmp_path):
+    """The database is written with STORAGE_VERSION so DuckDB 1.5 (previous minor) opens it."""
+    import gzip
+    import shutil
+
+    from intake_bfa.producer.build import build_release
+    from intake_bfa.testing.synthetic import generate_daily_availability
+
+    release = tmp_path / "release"
+    build_release(
+        generate_daily_availability(n_symbols=40, end=END.replace(year=2020)), release, "x"
+    )
+    db = tmp_path / "availability.duckdb"
+    with gzip.open(release / "availability.duckdb.gz") as src, open(db, "wb") as out:
+        shutil.copyfileobj(src, out)
+    venv = tmp_path / "duckdb15"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [venv / "bin" / "pip", "install", "-q", "duckdb==1.5.6"], check=True, timeout=600
+    )
+    probe = (
+        "import duckdb, sys\n"
+        "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "n = con.sql('SELECT count(*) FROM daily_availability').fetchall()[0][0]\n"
+        "m = con.sql('SELECT count(*) FROM read_parquet(?)', params=[sys.argv[2]]).fetchall()[0][0]\n"
+        "s = con.sql('SELECT sum(quote_volume_usdt) FROM read_parquet(?)', params=[sys.argv[2]])\n"
+        "print(duckdb.__version__, n, m, s.fetchall()[0][0] > 0)\n"
+    )
+    out = subprocess.run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            probe,
+            str(db),
+            str(release / "daily_availability.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0].startswith("1.5.") and out[1] == out[2] and out[3] == "True"
+
+
+def test_build_benchmark_script_runs():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_build.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "tiled (chosen)" in out.stdout and "ratio" in out.stdout
