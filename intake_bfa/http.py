@@ -169,6 +169,25 @@ def open_url(
     raise DownloadError(f"too many redirects from {safe_url(url)}", url=safe_url(url), status=None)
 
 
+def lost_connection(url: str, err: BaseException) -> DownloadError:
+    """The (retryable) error for a connection that died while a body was being read."""
+    return DownloadError(
+        f"connection lost while reading {safe_url(url)}: {err}",
+        url=safe_url(url),
+        status=None,
+        retryable=True,
+    )
+
+
+def read_body(resp: Response, url: str) -> bytes:
+    """Read a whole body and close the response; a dropped connection is :func:`lost_connection`."""
+    with resp:
+        try:
+            return resp.stream.read()
+        except (OSError, http.client.HTTPException) as err:
+            raise lost_connection(url, err) from None
+
+
 def _raise_for_status(resp, status: int, url: str, current: str) -> None:
     try:
         body = resp.read(2048)
@@ -259,15 +278,7 @@ def api_get_json(
     def attempt() -> tuple[Response, bytes]:
         resp = open_url(url, settings, headers=headers, ok=(200, 304, 404))
         with resp:
-            try:
-                return resp, resp.stream.read() if resp.status == 200 else b""
-            except (OSError, http.client.HTTPException) as err:
-                raise DownloadError(
-                    f"connection lost while reading {safe_url(url)}: {err}",
-                    url=safe_url(url),
-                    status=None,
-                    retryable=True,
-                ) from None
+            return resp, read_body(resp, url) if resp.status == 200 else b""
 
     resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}")
     log.debug(
@@ -297,6 +308,8 @@ __all__ = [
     "Response",
     "api_get_json",
     "is_network_failure",
+    "lost_connection",
     "open_url",
+    "read_body",
     "safe_url",
 ]

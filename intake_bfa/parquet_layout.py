@@ -27,23 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from .cache import write_sidecar
+from .schema import DATASETS
 
 ROW_GROUP_ROWS = 2_500
 COMPRESSION = "zstd"
 STATISTICS = ["date", "symbol"]
 _DICTIONARY = {"symbol", "available", "status_code", "quote_asset", "contract_kind",
                "generation_timestamp", "listed_now"}  # fmt: skip
-_FLOATS = (
-    "quote_volume_usdt",
-    "volume_base",
-    "taker_buy_volume_base",
-    "taker_buy_quote_volume_usdt",
-    "open_price",
-    "high_price",
-    "low_price",
-    "close_price",
-    "percentile",
-    "market_share_pct",
+# Every floating-point column of every dataset, from the dataset registry.
+_FLOATS = sorted(
+    {
+        c
+        for spec in DATASETS.values()
+        for c, (typ, _) in spec.columns.items()
+        if typ in ("DOUBLE", "FLOAT")
+    }
 )
 _ENCODINGS = {
     "url": "DELTA_BYTE_ARRAY",

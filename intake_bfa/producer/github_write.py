@@ -36,7 +36,7 @@ from ..errors import (
     RateLimitError,
     RepoNotFoundError,
 )
-from ..http import RETRY_STATUSES, USER_AGENT, open_url, safe_url
+from ..http import RETRY_STATUSES, USER_AGENT, lost_connection, open_url, safe_url
 from ..retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -327,12 +327,7 @@ class GitHubWriter:
                         digest.update(chunk)
                         size += len(chunk)
                 except (OSError, http.client.HTTPException) as err:
-                    raise DownloadError(
-                        f"connection lost while reading {safe_url(url)}: {err}",
-                        url=safe_url(url),
-                        status=None,
-                        retryable=True,
-                    ) from None
+                    raise lost_connection(url, err) from None
             return size, digest.hexdigest()
 
         return with_retries(attempt, self.settings, what=f"download {asset.get('name')}")

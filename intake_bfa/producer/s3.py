@@ -17,7 +17,6 @@ Configuration is read at call time: argument > environment > default, for
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import logging
 import os
 import threading
@@ -29,7 +28,7 @@ from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
 from ..config import Settings, get_settings
 from ..errors import ConfigError, DownloadError
-from ..http import open_url, safe_url
+from ..http import open_url, read_body, safe_url
 from ..retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -181,18 +180,6 @@ def parse_listing(body: bytes, listed_at: dt.datetime) -> Page:
     )
 
 
-def _read_body(resp, url: str) -> bytes:
-    try:
-        return resp.read()
-    except (OSError, http.client.HTTPException) as err:
-        raise DownloadError(
-            f"connection lost while reading {safe_url(url)}: {err}",
-            url=safe_url(url),
-            status=None,
-            retryable=True,
-        ) from None
-
-
 class S3Client:
     """Anonymous ListObjects and GET against one bucket, with retries and request counts.
 
@@ -267,7 +254,7 @@ class S3Client:
 
         def attempt() -> Page:
             self._count(kind)
-            body = _read_body(open_url(url, self.settings, ok=(200,)), url)
+            body = read_body(open_url(url, self.settings, ok=(200,)), url)
             listed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             try:
                 return parse_listing(body, listed_at)
@@ -404,7 +391,7 @@ class S3Client:
 
         def attempt() -> bytes:
             self._count(kind)
-            return _read_body(open_url(url, self.settings, ok=(200,)), url)
+            return read_body(open_url(url, self.settings, ok=(200,)), url)
 
         return with_retries(
             attempt,
