@@ -5,10 +5,12 @@ The two questions users ask most pull in opposite directions: a one-symbol
 rows together, and neither pyarrow nor DuckDB prunes below the row group (page
 indexes are ignored: measured). So rows are *tiled*: grouped by calendar
 half-year, then sorted by symbol and date, and cut into row groups only at
-symbol boundaries (about :data:`ROW_GROUP_ROWS` rows, a handful of symbols for
-half a year). A timeline then touches one row group per half-year, a snapshot
-only the row groups of its half-year (see docs/benchmarks.md for the figures
-and the layouts compared).
+symbol boundaries (about :data:`ROW_GROUP_ROWS` rows, some 30 symbols for half a
+year). A timeline then touches one row group per half-year, a snapshot only the
+row groups of its half-year (see docs/benchmarks.md for the figures and the
+layouts compared). 5,000 rows beat 2,500 on every count (timeline 3.4 % vs 3.5 %
+of the file, snapshot 7.8 % vs 8.9 %, full reads ~30 % faster: fewer row groups
+to decode); 10,000 doubles the timeline's share.
 
 Statistics are written for ``date`` and ``symbol`` only (the pruning keys): each
 row group's footer entry is the cost both queries pay for every row group, so it
@@ -29,7 +31,7 @@ from typing import Any
 from .cache import write_sidecar
 from .schema import DATASETS
 
-ROW_GROUP_ROWS = 2_500
+ROW_GROUP_ROWS = 5_000
 COMPRESSION = "zstd"
 STATISTICS = ["date", "symbol"]
 _DICTIONARY = {"symbol", "available", "status_code", "quote_asset", "contract_kind",
