@@ -295,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from .cli_producer import add_commands  # producer modules load only when run
+    from .cli_query import add_commands as add_query_commands
 
     add_commands(sub, common)
+    add_query_commands(sub, common)
 
     p = sub.add_parser(
         "cache",
