@@ -141,7 +141,44 @@ def cmd_universe(args):
 
 
 def cmd_sql(args):
-    return _answer(args, lambda q: q.sql(args.query, database=args.database, as_relation=True))
+    if not args.remote:
+        return _answer(args, lambda q: q.sql(args.query, database=args.database, as_relation=True))
+    if args.database:
+        args.parser.error(
+            "--database cannot be combined with --remote (availability_db is a compressed "
+            "database, which range requests cannot read)"
+        )
+    return _remote_sql(args)
+
+
+def _remote_sql(args: argparse.Namespace) -> int:
+    """``bfa sql --remote``: the same locked-down SELECT, over HTTP ranges (no download)."""
+    import duckdb
+
+    from . import query_sql as S
+    from .query import fetch_arrow
+    from .remote import filesystem_of
+
+    choose_format(args)
+    S.check_select(args.query)  # before any request
+    con, version = S.locked_remote_connection(args.version, _settings(args))
+    try:
+        table = fetch_arrow(con.sql(args.query))
+    except duckdb.Error as err:  # a binding error (fetch_arrow converts execution errors)
+        raise S.sql_error(err) from None
+    finally:
+        stats = filesystem_of(con).stats()
+        con.close()
+        log.info(
+            "remote query of %s: %s bytes transferred in %d requests (%d range reads, %d retries)",
+            version,
+            f"{stats['bytes_transferred']:,}",
+            stats["requests"],
+            stats["range_reads"],
+            stats["retries"],
+        )
+    emit(table, args, version)
+    return 0
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -264,13 +301,18 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
          _symbol_filters(p))),
     ("sql", "run one read-only SELECT on the datasets",
      "Run one SELECT on views daily_availability, volume_rankings and symbols (the cached "
-     "files of --version); --database also attaches availability_db read-only as schema "
-     "db. No other file, network or extension is reachable. "
-     "Example: bfa sql \"SELECT symbol, days_available FROM symbols ORDER BY 2 DESC LIMIT 5\"",
+     "files of --version, or with --remote the release's Parquet files read by HTTP range "
+     "requests, nothing downloaded); --database also attaches availability_db read-only as "
+     "schema db. No other file, network or extension is reachable. "
+     "Example: bfa sql \"SELECT symbol, days_available FROM symbols ORDER BY 2 DESC LIMIT 5\" "
+     "Example: bfa sql --remote \"SELECT count(*) FROM daily_availability\" -v",
      cmd_sql,
      lambda p: (p.add_argument("query", metavar="QUERY", help="the SELECT statement"),
                 p.add_argument("--database", action="store_true",
-                               help="also attach availability_db (downloads it)"))),
+                               help="also attach availability_db (downloads it)"),
+                p.add_argument("--remote", action="store_true",
+                               help="read the release's Parquet by HTTP ranges instead of "
+                                    "downloading it (-v: bytes transferred)"))),
 ]  # fmt: skip
 
 

@@ -23,6 +23,8 @@ from .schema import DatasetSpec, get_spec
 log = logging.getLogger(__name__)
 
 DateLike = str | dt.date | dt.datetime
+#: Rows per Dask partition (about 65 MB as pandas): see :func:`to_dask`.
+DASK_PARTITION_ROWS = 250_000
 
 
 def local_path(
@@ -296,16 +298,27 @@ def to_duckdb(
     symbols: str | Sequence[str] | None = None,
     con: Any = None,
     settings: Settings | None = None,
+    remote: bool = False,
 ):
     """A lazy DuckDB relation over the cached file (a read-only connection for the database).
 
-    Values are bound as parameters, never formatted into SQL.
+    Values are bound as parameters, never formatted into SQL. ``remote=True`` reads the
+    release's Parquet asset with HTTP range requests instead of downloading it
+    (:func:`intake_bfa.remote.remote_relation`; the connection's byte counters are in
+    :func:`intake_bfa.remote.filesystem_of`).
 
     Returns
     -------
     duckdb.DuckDBPyRelation or duckdb.DuckDBPyConnection
         A relation for tables; for ``availability_db`` a read-only connection.
     """
+    if remote:
+        from .remote import remote_relation
+
+        return remote_relation(
+            dataset, version, columns=columns, start=start, end=end, symbols=symbols,
+            con=con, settings=settings,
+        )  # fmt: skip
     spec = get_spec(dataset)
     if spec.kind == "database":
         if columns or start or end or symbols:
@@ -373,10 +386,25 @@ def to_dask(
     end=None,
     symbols=None,
     settings: Settings | None = None,
+    partition_rows: int = DASK_PARTITION_ROWS,
 ):
-    """A ``dask.dataframe.DataFrame`` over the cached file, filters pushed down."""
+    """A ``dask.dataframe.DataFrame`` over the cached file, filters pushed down.
+
+    Each partition is a run of consecutive row groups holding about ``partition_rows``
+    rows (dask's ``split_row_groups=<n>``), so partitions align to row-group boundaries.
+    Our row groups are small (~5,000 rows: a few symbols × half a year), so one task per
+    row group would drown in scheduling overhead, and dask's default (one partition for
+    a file under its blocksize) would leave nothing to parallelise. Row groups excluded
+    by the filters' statistics are dropped before the grouping.
+    """
     import dask.dataframe as dd
+    import pyarrow.parquet as pq
 
     spec, path = _table_path(dataset, version, settings)
     filters = plan_filters(spec, start, end, symbols)
-    return dd.read_parquet(str(path), columns=columns, filters=filters or None)
+    meta = pq.read_metadata(path)
+    per_group = meta.num_rows / max(meta.num_row_groups, 1)
+    groups = max(1, round(partition_rows / max(per_group, 1.0)))
+    return dd.read_parquet(
+        str(path), columns=columns, filters=filters or None, split_row_groups=groups
+    )

@@ -5,7 +5,8 @@ Every statement here is a constant: identifiers are written quoted, and every va
 Optional filters are chosen among constant fragments, never built from input.
 
 User SQL (``bfa sql``, :meth:`intake_bfa.query.Query.sql`) runs on a separate
-connection whose dataset views read only the verified cached files, with external
+connection whose dataset views read only the verified cached files (or, for
+``bfa sql --remote``, only the release's Parquet assets by HTTP ranges), with external
 access disabled and the configuration locked, after a check that the text is one
 read-only ``SELECT`` (see :func:`check_select` for why both layers are needed).
 """
@@ -245,13 +246,52 @@ def locked_connection(files: Mapping[str, Path], database: Path | None = None) -
     import duckdb
 
     con = duckdb.connect(":memory:")
-    allowed = [str(p) for p in files.values()] + ([str(database)] if database else [])
-    con.execute("SET allowed_paths = ?", [allowed])
     for name, path in files.items():
         # The relation API takes the path as a value: nothing is formatted into SQL.
         con.read_parquet(str(path)).create_view(name, replace=True)
     if database is not None:
         con.execute(f"ATTACH ? AS {DATABASE_SCHEMA} (READ_ONLY)", [str(database)])
+    _lock(con, [str(p) for p in files.values()] + ([str(database)] if database else []))
+    return con
+
+
+def locked_remote_connection(version: str, settings: Any) -> tuple[Any, str]:
+    """Like :func:`locked_connection`, but the views read the release's Parquet remotely.
+
+    The views of :data:`TABLES` read the ``bfa-remote://`` assets of ``version``
+    through a registered :class:`~intake_bfa.remote.RemoteFileSystem` (HTTP ranges,
+    nothing downloaded; see :func:`intake_bfa.remote.remote_connection`). DuckDB 2.0
+    applies ``allowed_paths`` to registered filesystems too: exactly those URLs are
+    allowed, so user SQL can read neither local files, nor another asset or version,
+    nor a glob, nor any URL (the same lock as :func:`locked_connection`).
+
+    Returns
+    -------
+    (duckdb.DuckDBPyConnection, str)
+        The connection (:func:`intake_bfa.remote.filesystem_of` gives its transfer
+        counters) and the pinned version.
+
+    Raises
+    ------
+    QueryError
+        When a table is not published as a Parquet asset (the rolling layout).
+    NotCachedError
+        Offline (``BFA_OFFLINE=1``).
+    """
+    from .remote import remote_connection, remote_url
+    from .resolve import resolve_version
+
+    pinned = resolve_version(version, settings=settings)
+    allowed = [remote_url(name, pinned, settings=settings) for name in TABLES]
+    # Always our filesystem (never httpfs): its token rules, checks and byte counters.
+    con = remote_connection(pinned, settings=settings, datasets=TABLES, engine="fsspec")
+    _lock(con, allowed)
+    return con, pinned
+
+
+def _lock(con: Any, allowed: list[str]) -> None:
+    """Allow ``allowed`` only, disable extensions and external access, lock the settings."""
+    con.execute("SET allowed_paths = ?", [allowed])
     for setting, value in (
         ("autoinstall_known_extensions", False),
         ("autoload_known_extensions", False),
@@ -261,4 +301,3 @@ def locked_connection(files: Mapping[str, Path], database: Path | None = None) -
         con.execute(f"SET {setting} = ?", [value])
     con.execute("SET lock_configuration = true")
     log.debug("locked SQL connection over %s", ", ".join(allowed))
-    return con

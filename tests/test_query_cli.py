@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -14,6 +15,7 @@ import pytest
 import intake_bfa
 from intake_bfa.cli import build_parser
 from intake_bfa.cli_query_output import render_table
+from intake_bfa.testing.releases import SAMPLE_REPO
 
 from .conftest import V_NEW, V_OLD, run_cli
 
@@ -203,3 +205,99 @@ def test_sql_safety(published, tmp_path, query, fragment):
     message = fails("sql", query.format(out=out))
     assert fragment in message
     assert not list(out.iterdir())  # nothing written
+
+
+# --- bfa sql --remote ----------------------------------------------------------------------
+
+COUNT = "SELECT count(*) AS n FROM daily_availability"
+
+
+def test_sql_remote_equals_local_and_downloads_nothing(published, samples, cache_dir):
+    out = run_cli("sql", "--remote", COUNT, "--format", "json", "-v")
+    assert out.returncode == 0, out.stderr
+    remote_answer = json.loads(out.stdout)
+    # Nothing downloaded (only the small manifest is cached).
+    assert not list(cache_dir.rglob("daily_availability.parquet"))
+    assert not list(cache_dir.rglob("*.parquet*"))
+    # -v: the bytes transferred, at most each file once (count(*) reads only footers).
+    match = re.search(rf"INFO: remote query of {V_NEW}: ([\d,]+) bytes transferred", out.stderr)
+    assert match, out.stderr
+    sizes = sum(p.stat().st_size for p in samples.dated(V_NEW).glob("*.parquet"))
+    assert 0 < int(match[1].replace(",", "")) <= sizes
+    assert "bytes transferred" not in run_cli("sql", "--remote", COUNT).stderr  # without -v
+    assert remote_answer == as_json("sql", COUNT)  # the local answer (downloads)
+    assert remote_answer[0]["n"] > 0
+    joined = (
+        "SELECT s.contract_kind, count(*) AS n FROM daily_availability AS a "
+        "JOIN symbols AS s USING (symbol) GROUP BY 1 ORDER BY 1"
+    )
+    assert as_json("sql", "--remote", joined) == as_json("sql", joined)
+    help_text = " ".join(run_cli("sql", "--help").stdout.split())
+    assert "Example: bfa sql --remote" in help_text
+
+
+REMOTE = "bfa-remote://" + SAMPLE_REPO
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("SELECT * FROM read_csv('/etc/passwd')", "Permission Error"),
+        ("SELECT * FROM read_text('file:///etc/passwd')", "Permission Error"),
+        ("SELECT * FROM read_csv_auto('{out}/../cache/CACHEDIR.TAG')", "Permission Error"),
+        ("SELECT * FROM read_text('{api}/')", "Permission Error"),  # the network
+        (f"SELECT * FROM '{REMOTE}/{V_OLD}/daily_availability.parquet'", "Permission Error"),
+        (f"SELECT * FROM glob('{REMOTE}/{V_NEW}/*')", "Permission Error"),
+        (f"SELECT * FROM read_text('{REMOTE}/{V_NEW}/manifest.json')", "Permission Error"),
+        ("COPY symbols TO '{out}/x.csv'", "not COPY"),
+        ("ATTACH '{out}/x.duckdb' AS x", "not ATTACH"),
+        ("INSTALL httpfs", "not LOAD"),
+        ("LOAD httpfs", "not LOAD"),
+        ("SET enable_external_access = true", "not SET"),
+        ("SELECT 1; SELECT 2", "exactly one SQL statement"),
+    ],
+)
+def test_sql_remote_safety(published, tmp_path, query, fragment):
+    out = tmp_path / "out"
+    out.mkdir()
+    message = fails("sql", "--remote", query.format(out=out, api=published.api_url))
+    assert fragment in message
+    assert not list(out.iterdir())  # nothing written
+
+
+def test_sql_remote_lockdown_holds_without_the_statement_check(published, tmp_path):
+    """DuckDB itself refuses what check_select would: the second layer stands alone."""
+    import duckdb
+
+    from intake_bfa.config import get_settings
+    from intake_bfa.query_sql import locked_remote_connection
+
+    con, version = locked_remote_connection("latest", get_settings())
+    assert version == V_NEW
+    assert con.sql("SELECT count(*) FROM volume_rankings").fetchall()[0][0] > 0
+    allowed = f"{REMOTE}/{V_NEW}/symbols.parquet"
+    for statement, why in (
+        ("SET enable_external_access = true", "has been locked"),
+        ("SET allowed_paths = ['/etc/passwd']", "has been locked"),
+        ("RESET lock_configuration", "has been locked"),
+        (f"COPY symbols TO '{tmp_path}/x.csv'", "Permission Error"),
+        (f"ATTACH '{tmp_path}/x.duckdb' AS x", "Permission Error"),
+        ("INSTALL httpfs", "Permission Error"),
+        ("LOAD httpfs", "Permission Error"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "Permission Error"),
+        # The one writable-looking path: our filesystem is read-only.
+        (f"COPY symbols TO '{allowed}' (FORMAT parquet, USE_TMP_FILE false)", "read-only"),
+    ):
+        with pytest.raises(duckdb.Error, match=why):
+            con.execute(statement)
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.duckdb").exists()
+    assert con.sql("SELECT count(*) FROM symbols").fetchall()[0][0] > 0
+    con.close()
+
+
+def test_sql_remote_usage_and_offline(published, monkeypatch):
+    assert "cannot be combined with --remote" in fails(
+        "sql", "--remote", "--database", COUNT, status=2
+    )
+    ok("sql", "--remote", COUNT)  # caches the manifest: offline, only the data is missing
+    assert "needs the network" in fails("sql", "--remote", COUNT, "--offline")
