@@ -22,15 +22,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+# moto and boto3 come with the dev extra: a missing install must fail, never skip.
+import boto3
+import moto.server as moto_server
 import pytest
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
-
-from intake_bfa.errors import CollectError, ConfigError  # noqa: E402
-from intake_bfa.producer.collect import collect  # noqa: E402
-from intake_bfa.producer.s3 import S3Client, parse_listing  # noqa: E402
-from intake_bfa.producer.state import load_state  # noqa: E402
+from intake_bfa.errors import CollectError, ConfigError
+from intake_bfa.producer.collect import collect
+from intake_bfa.producer.s3 import S3Client, parse_listing
+from intake_bfa.producer.state import load_state
 
 D = dt.date
 T1, T2 = D(2024, 3, 14), D(2024, 3, 15)  # run dates: data up to the day before
