@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # Public names resolved on first use (PEP 562), keeping `import intake_bfa` light.
 _LAZY = {
     "open_catalog": "intake_bfa.catalog",
+    "browse": "intake_bfa.display",
     "list_versions": "intake_bfa.releases",
     "resolve_version": "intake_bfa.resolve",
     "local_path": "intake_bfa.datasets",
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .catalog import open_catalog
     from .config import get_settings
     from .datasets import connect, local_path, read, to_arrow, to_duckdb
+    from .display import browse
     from .releases import list_versions
     from .resolve import resolve_version
     from .schema import DATASETS

@@ -87,6 +87,11 @@ class CacheStatus:
     leftovers: list[Entry]
     leftover_size: int
 
+    def _repr_html_(self) -> str:
+        from .display import cache_status_html
+
+        return cache_status_html(self)
+
 
 @dataclass(frozen=True)
 class CleanupResult:

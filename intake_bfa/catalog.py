@@ -128,6 +128,44 @@ def _validate(doc: Any, where: str) -> None:
         doc.setdefault(key, {})
 
 
+def _catalog_class():
+    """Intake's ``Catalog`` with our notebook and terminal display (built on first use)."""
+    global _BfaCatalog
+    if _BfaCatalog is None:
+        from intake.readers.entry import Catalog
+
+        class BfaCatalog(Catalog):
+            """An intake ``Catalog`` that shows its datasets' cache state (see :mod:`.display`)."""
+
+            def _repr_html_(self) -> str:
+                from .display import catalog_html
+
+                return catalog_html(self)
+
+            def __repr__(self) -> str:
+                from .display import catalog_text
+
+                try:
+                    return catalog_text(self)
+                except Exception:
+                    return super().__repr__()
+
+        BfaCatalog.__module__, BfaCatalog.__qualname__ = __name__, "BfaCatalog"
+        _BfaCatalog = BfaCatalog
+    return _BfaCatalog
+
+
+_BfaCatalog = None
+
+
+def __getattr__(name: str):
+    # ``intake_bfa.catalog.BfaCatalog`` (for isinstance checks and pickling) without
+    # importing intake when this module is imported.
+    if name == "BfaCatalog":
+        return _catalog_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_catalog(path: str | os.PathLike | None = None):
     """Open an intake-bfa catalog (the packaged one by default).
 
@@ -139,6 +177,8 @@ def open_catalog(path: str | os.PathLike | None = None):
     Returns
     -------
     intake.readers.entry.Catalog
+        A thin subclass that adds a notebook display (``_repr_html_``) and a compact
+        terminal repr, both computed from the local cache without network access.
 
     Raises
     ------
@@ -147,8 +187,8 @@ def open_catalog(path: str | os.PathLike | None = None):
         the message names the file and the problem.
     """
     import yaml
-    from intake.readers.entry import Catalog
 
+    Catalog = _catalog_class()
     if path is None:
         ref = resources.files("intake_bfa").joinpath(PACKAGED_CATALOG)
         where, text = f"<intake_bfa>/{PACKAGED_CATALOG}", ref.read_text(encoding="utf-8")

@@ -96,6 +96,20 @@ class _BfaReader(BaseReader):
         data = self.data
         return _ds().to_duckdb(data.dataset, **self._args(data, version), **kwargs)
 
+    def _repr_html_(self) -> str:
+        """Schema, cache state and an example, from the local cache only (no network)."""
+        from .display import reader_html
+
+        return reader_html(self)
+
+    def __repr__(self) -> str:
+        try:
+            from .display import reader_text
+
+            return reader_text(self)
+        except Exception:
+            return super().__repr__()
+
 
 class _BfaTableReader(_BfaReader):
     implements = {BfaTable}

@@ -86,6 +86,21 @@ class VersionInfo:
     latest: bool
 
 
+class VersionList(list):
+    """What :func:`list_versions` returns: a plain list of :class:`VersionInfo`, with a
+    compact terminal repr and a notebook table (see :mod:`intake_bfa.display`)."""
+
+    def _repr_html_(self) -> str:
+        from .display import versions_html
+
+        return versions_html(self)
+
+    def __repr__(self) -> str:
+        from .display import versions_text
+
+        return versions_text(self)
+
+
 def release_body_metadata(meta: dict[str, Any]) -> str:
     """Machine-readable metadata a publisher embeds in a release body (coverage, rows)."""
     return f"<!-- bfa-metadata: {json.dumps(meta, sort_keys=True)} -->"
@@ -213,9 +228,7 @@ def find_release(settings: Settings, layout: CacheLayout, version: str) -> Relea
     raise _not_found(settings, version, releases)
 
 
-def list_versions(
-    *, settings: Settings | None = None, repo: str | None = None
-) -> list[VersionInfo]:
+def list_versions(*, settings: Settings | None = None, repo: str | None = None) -> VersionList:
     """Every dataset version of the repository, newest first, with coverage and size.
 
     Offline, lists the cached versions instead.
@@ -236,7 +249,7 @@ def list_versions(
             m = load_manifest(layout.manifest_path(version))
             tag = m.raw.get("release", {}).get("tag", version)
             rows.append(_info_from_manifest(m, tag, version in cached, not rows))
-        return rows
+        return VersionList(rows)
     releases = fetch_releases(settings, layout)
     rows = []
     for i, rel in enumerate(releases):
@@ -259,7 +272,7 @@ def list_versions(
                 latest=i == 0,
             )
         )
-    return rows
+    return VersionList(rows)
 
 
 def _info_from_manifest(m: Manifest, tag: str, cached: bool, latest: bool) -> VersionInfo:
