@@ -20,7 +20,8 @@ from .errors import BfaError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _settings(args: argparse.Namespace):
+def settings_from_args(args: argparse.Namespace):
+    """Settings from the shared ``--repo/--api-url/--cache-dir/--offline`` options."""
     from .config import get_settings
 
     return get_settings(
@@ -56,7 +57,7 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 def cmd_versions(args: argparse.Namespace) -> int:
     from .releases import list_versions
 
-    versions = list_versions(settings=_settings(args))
+    versions = list_versions(settings=settings_from_args(args))
     if args.json:
         print(json.dumps([asdict(v) for v in versions], indent=1))
         return EXIT_OK
@@ -99,7 +100,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     callback = progress_callback(args.quiet)
     with callback or nullcontext():
-        path = local_path(args.dataset, args.version, settings=_settings(args), callback=callback)
+        path = local_path(
+            args.dataset, args.version, settings=settings_from_args(args), callback=callback
+        )
     print(path)
     return EXIT_OK
 
@@ -125,7 +128,7 @@ def _age(seconds: float | None) -> str:
 def cmd_cache_status(args: argparse.Namespace) -> int:
     from .cache_admin import cache_status
 
-    status = cache_status(_settings(args))
+    status = cache_status(settings_from_args(args))
     if args.json:
         print(json.dumps(asdict(status), indent=1))
         return EXIT_OK
@@ -160,7 +163,9 @@ def cmd_cache_status(args: argparse.Namespace) -> int:
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     from .cache_admin import clear
 
-    result = clear(_settings(args), version=args.version, all=args.all, temporary=args.temp)
+    result = clear(
+        settings_from_args(args), version=args.version, all=args.all, temporary=args.temp
+    )
     for name in result.removed:
         print(f"removed {name}")
     if args.temp and result.kept:
@@ -173,7 +178,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 def cmd_cache_refresh(args: argparse.Namespace) -> int:
     from .cache_admin import refresh
 
-    result = refresh(_settings(args))
+    result = refresh(settings_from_args(args))
     if not result.changed:
         print(f"latest: {result.version} (unchanged)")
     else:
@@ -185,7 +190,7 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
     from .cache_verify import verify
     from .errors import IntegrityError
 
-    report = verify(_settings(args))
+    report = verify(settings_from_args(args))
     rows = [
         {"status": "CORRUPT, removed", "file": path, "detail": report.details[path]}
         for path in report.corrupt
@@ -211,7 +216,7 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
 def cmd_cache_prune(args: argparse.Namespace) -> int:
     from .cache_admin import prune
 
-    result = prune(_settings(args), args.keep)
+    result = prune(settings_from_args(args), args.keep)
     for name in result.removed:
         print(f"removed {name}")
     print(f"kept {', '.join(result.kept) or 'nothing'}; {_human(result.bytes_freed)} freed")

@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .cli import settings_from_args  # the shared option -> Settings rule
+
 KINDS = ("available", "timeline", "listings", "share")
 #: Image formats by file extension (Agg writes PNG; matplotlib switches canvas for the rest).
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -29,17 +31,6 @@ _ACCEPTS = {
 }
 _REQUIRES = {"timeline": {"symbol"}}
 _FLAGS = {"symbol": "--symbol", "date": "--date", "start": "--start", "end": "--end", "n": "-n"}
-
-
-def _settings(args: argparse.Namespace):
-    from .config import get_settings
-
-    return get_settings(
-        repo=args.repo,
-        api_url=args.api_url,
-        cache_dir=args.cache_dir,
-        offline=True if args.offline else None,
-    )
 
 
 def _check_usage(args: argparse.Namespace) -> str:
@@ -83,7 +74,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     _require_matplotlib()  # before pinning a version: fail fast, without a download
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    with Query(args.version, _settings(args)) as q:
+    with Query(args.version, settings_from_args(args)) as q:
         fig = _figure(args, q)
     FigureCanvasAgg(fig)  # explicit: never a GUI backend, whatever MPLBACKEND says
     path = Path(args.output)

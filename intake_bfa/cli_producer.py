@@ -13,13 +13,9 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .cli import settings_from_args  # the shared option -> Settings rule
+
 log = logging.getLogger(__name__)
-
-
-def _settings(args: argparse.Namespace):
-    from .config import get_settings
-
-    return get_settings(repo=args.repo, api_url=args.api_url, cache_dir=args.cache_dir)
 
 
 def _emit(report: Any, as_json: bool, lines: list[str]) -> None:
@@ -46,7 +42,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .producer.collect import collect
     from .producer.state import load_state, save_state, seed_from_table
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     state_dir = Path(args.state)
     if args.base and load_state(state_dir).last_date is None:
         path, table = _release_table(args.base, settings)
@@ -82,7 +78,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from .producer.release import build_from_state, describe
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     previous = None
     if args.previous and args.previous != "none":
         previous, _ = _release_table(args.previous, settings)
@@ -120,7 +116,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     report = publish(
         Path(args.release_dir),
-        settings=_settings(args),
+        settings=settings_from_args(args),
         keep_daily=args.keep_daily,
         keep_month_ends=not args.no_month_ends,
         rolling=args.rolling,

@@ -19,6 +19,7 @@ import logging
 import math
 from typing import Any
 
+from .cli import settings_from_args  # the shared option -> Settings rule
 from .cli_query_output import FORMATS, TTY_ROWS, choose_format, emit
 
 log = logging.getLogger(__name__)
@@ -31,17 +32,6 @@ EXIT_STATUS = (
 )
 
 
-def _settings(args: argparse.Namespace):
-    from .config import get_settings
-
-    return get_settings(
-        repo=args.repo,
-        api_url=args.api_url,
-        cache_dir=args.cache_dir,
-        offline=True if args.offline else None,
-    )
-
-
 # --- commands ------------------------------------------------------------------------------
 
 
@@ -50,7 +40,7 @@ def _answer(args: argparse.Namespace, ask) -> int:
     from .query import Query, fetch_arrow
 
     choose_format(args)  # usage errors before any download
-    with Query(args.version, _settings(args)) as q:
+    with Query(args.version, settings_from_args(args)) as q:
         table = fetch_arrow(ask(q))
         emit(table, args, q.version)
     return 0
@@ -161,7 +151,7 @@ def _remote_sql(args: argparse.Namespace) -> int:
 
     choose_format(args)
     S.check_select(args.query)  # before any request
-    con, version = S.locked_remote_connection(args.version, _settings(args))
+    con, version = S.locked_remote_connection(args.version, settings_from_args(args))
     try:
         table = fetch_arrow(con.sql(args.query))
     except duckdb.Error as err:  # a binding error (fetch_arrow converts execution errors)

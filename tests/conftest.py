@@ -89,3 +89,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def run_benchmark(script: str) -> str:
+    """Run ``benchmarks/<script> --quick`` (the slow group's smoke run); return its stdout."""
+    out = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout

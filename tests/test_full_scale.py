@@ -14,7 +14,7 @@ import pytest
 import intake_bfa
 from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases
 
-from .conftest import ROOT
+from .conftest import run_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -42,27 +42,13 @@ def test_full_scale_release_round_trip(server, tmp_path, monkeypatch):
 
 
 def test_benchmark_script_runs(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "benchmarks/bench_foundation.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "ratio" in out.stdout and "heavy modules imported: []" in out.stdout
+    stdout = run_benchmark("bench_foundation.py")
+    assert "ratio" in stdout and "heavy modules imported: []" in stdout
 
 
 def test_download_benchmark_script_runs():
-    out = subprocess.run(
-        [sys.executable, "benchmarks/bench_download.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "throughput ratio" in out.stdout and "network requests: 0" in out.stdout
+    stdout = run_benchmark("bench_download.py")
+    assert "throughput ratio" in stdout and "network requests: 0" in stdout
 
 
 def test_previous_duckdb_minor_opens_the_database_and_reads_the_parquet(tmp_path):
@@ -109,12 +95,5 @@ def test_previous_duckdb_minor_opens_the_database_and_reads_the_parquet(tmp_path
 
 
 def test_build_benchmark_script_runs():
-    out = subprocess.run(
-        [sys.executable, "benchmarks/bench_build.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "tiled (chosen)" in out.stdout and "ratio" in out.stdout
+    stdout = run_benchmark("bench_build.py")
+    assert "tiled (chosen)" in stdout and "ratio" in stdout

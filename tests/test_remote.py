@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import subprocess
-import sys
 
 import duckdb
 import pandas as pd
@@ -26,7 +24,7 @@ from intake_bfa.resolve import get_manifest
 from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases, publish_dated
 from intake_bfa.testing.server import ReleaseServer
 
-from .conftest import ROOT, V_NEW
+from .conftest import V_NEW, run_benchmark
 
 ASSET = "daily_availability.parquet"
 TIMELINE = {"symbols": "BTCUSDT"}
@@ -247,12 +245,5 @@ def test_filesystem_serves_other_readers(served, big):
 
 @pytest.mark.slow
 def test_remote_benchmark_script_runs():
-    out = subprocess.run(
-        [sys.executable, "benchmarks/bench_remote.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "| timeline |" in out.stdout and "readahead 64 KiB" in out.stdout
+    stdout = run_benchmark("bench_remote.py")
+    assert "| timeline |" in stdout and "readahead 64 KiB" in stdout
