@@ -302,10 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_plot import add_commands as add_plot_commands
     from .cli_producer import add_commands  # producer modules load only when run
     from .cli_query import add_commands as add_query_commands
+    from .cli_serve import add_commands as add_serve_commands
 
     add_commands(sub, common)
     add_query_commands(sub, common)
     add_plot_commands(sub, common)
+    add_serve_commands(sub, common)
 
     p = sub.add_parser(
         "cache",

@@ -101,6 +101,18 @@ class PublishError(BfaError, RuntimeError):
     """A release cannot be published (e.g. that version is already out with other bytes)."""
 
 
+class MissingDependencyError(BfaError, ImportError):
+    """An optional dependency (matplotlib, s3fs, FastAPI...) is not installed."""
+
+
+class MirrorError(BfaError, OSError):
+    """A mirror sync failed: the bucket cannot be reached or written, or an object differs."""
+
+
+class StatsError(BfaError, ValueError):
+    """Download statistics cannot be computed (e.g. a history file that is not ours)."""
+
+
 def nearest(wanted: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` candidates closest to ``wanted``.
 

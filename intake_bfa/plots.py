@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .datasets import DateLike
-from .errors import BfaError, QueryError
+from .errors import MissingDependencyError, QueryError
 
 __all__ = [
     "MissingDependencyError",
@@ -41,10 +41,6 @@ AVAILABLE_COLOR = "#2a9d8f"
 GAP_COLOR = "#e63946"
 DELISTING_COLOR = "#e76f51"
 LISTING_COLOR = "#264653"
-
-
-class MissingDependencyError(BfaError, ImportError):
-    """An optional dependency (matplotlib for plots) is not installed."""
 
 
 def _require_matplotlib() -> None:

@@ -43,6 +43,9 @@ class QueryBase:
             self._coverage = (dt.date.fromisoformat(lo), dt.date.fromisoformat(hi))
         self._symbols: frozenset[str] | None = None
         self._quotes: frozenset[str] | None = None
+        #: DuckDB settings applied to the locked SQL connection before it is locked,
+        #: e.g. ``{"memory_limit": "1GB", "threads": 2}`` (a server bounds each query).
+        self.sql_limits: dict[str, Any] = {}
         log.debug("query pinned to %s of %s", self.version, self.settings.repo)
 
     def __repr__(self) -> str:
@@ -183,7 +186,16 @@ class QueryBase:
 
     # --- user SQL ----------------------------------------------------------------------------
 
-    def sql(self, text: str, *, database: bool = False, as_relation: bool = False):
+    def sql(
+        self,
+        text: str,
+        *,
+        database: bool = False,
+        as_relation: bool = False,
+        timeout: float | None = None,
+        max_rows: int | None = None,
+        arrow: bool = False,
+    ):
         """Run one read-only ``SELECT`` on the datasets, safely.
 
         Views ``daily_availability``, ``volume_rankings`` and ``symbols`` read this
@@ -192,20 +204,60 @@ class QueryBase:
         The connection cannot touch any other file, the network or extensions, and
         its settings are locked (see :func:`intake_bfa.query_sql.locked_connection`).
 
+        Parameters
+        ----------
+        text
+            One SELECT (also WITH, FROM-first, VALUES, DESCRIBE, SHOW, SUMMARIZE).
+        database
+            Also attach ``availability_db`` as schema ``db``.
+        as_relation
+            Return a lazy DuckDB relation (no ``timeout``/``max_rows`` then).
+        timeout
+            Seconds the query may run; it is interrupted after that.
+        max_rows
+            Refuse results longer than this (DuckDB stops after ``max_rows + 1`` rows).
+        arrow
+            Return a ``pyarrow.Table`` instead of a pandas DataFrame.
+
         Raises
         ------
         QueryError
-            For anything but one SELECT statement, and for DuckDB's errors (its
-            message, first line).
+            For anything but one SELECT statement, for DuckDB's errors (its message,
+            first line), and when ``timeout`` or ``max_rows`` is exceeded (context
+            ``reason`` is ``"timeout"`` or ``"too_many_rows"``).
         """
         import duckdb
 
         S.check_select(text)
+        if as_relation and (timeout is not None or max_rows is not None):
+            raise QueryError("timeout and max_rows apply to executed queries, not relations")
         con = self._locked(database)
         try:
-            return con.sql(text) if as_relation else con.execute(text).df()
+            if as_relation:
+                return con.sql(text)
+            relation = con.sql(text)
+            if relation is None:  # DuckDB returns None for statements without a result
+                raise QueryError("the statement returned no result; run a SELECT query")
+            if max_rows is not None:
+                relation = relation.limit(max_rows + 1)
+            with S.deadline(con, timeout):
+                table = relation.to_arrow_table()
+        except duckdb.InterruptException:
+            raise QueryError(
+                f"the query ran longer than {timeout:g} s and was stopped; narrow it "
+                "(fewer days or symbols) or aggregate",
+                reason="timeout",
+                timeout=timeout,
+            ) from None
         except duckdb.Error as err:
             raise S.sql_error(err) from None
+        if max_rows is not None and table.num_rows > max_rows:
+            raise QueryError(
+                f"the result has more than {max_rows:,} rows; add a LIMIT, filter or aggregate",
+                reason="too_many_rows",
+                max_rows=max_rows,
+            )
+        return table if arrow else table.to_pandas()
 
     def _locked(self, database: bool) -> Any:
         if self._sql_con is not None and (self._sql_database or not database):
@@ -214,7 +266,7 @@ class QueryBase:
             self._sql_con.close()
         files = {name: self.path(name) for name in S.TABLES}
         db = self.path("availability_db") if database else None
-        self._sql_con = S.locked_connection(files, db)
+        self._sql_con = S.locked_connection(files, db, limits=self.sql_limits)
         self._sql_database = database
         return self._sql_con
 

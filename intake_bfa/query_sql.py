@@ -14,7 +14,9 @@ read-only ``SELECT`` (see :func:`check_select` for why both layers are needed).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +195,23 @@ def check_select(text: str) -> None:
         raise QueryError("the SQL query is empty; e.g. SELECT * FROM symbols LIMIT 5")
     try:
         statements = duckdb.extract_statements(text)
+        kinds = [str(st.type).rsplit(".", 1)[-1] for st in statements]
     except duckdb.Error as err:
         raise sql_error(err) from None
+    except ValueError:
+        # DuckDB 2.0's Python module raises ValueError for statement types it has no
+        # enum member for (e.g. CONNECT, found by fuzzing): certainly not a SELECT.
+        raise QueryError(
+            "only read-only SELECT queries are allowed (also WITH, FROM, VALUES, DESCRIBE, "
+            "SHOW, SUMMARIZE)",
+            statement="unknown",
+        ) from None
     if len(statements) != 1:
         raise QueryError(
             f"give exactly one SQL statement (got {len(statements)}); bfa sql runs one "
             "read-only SELECT query"
         )
-    kind = str(statements[0].type).rsplit(".", 1)[-1]
+    kind = kinds[0]
     if kind not in _READ_ONLY_KINDS:
         raise QueryError(
             f"only read-only SELECT queries are allowed (also WITH, FROM, VALUES, DESCRIBE, "
@@ -221,7 +232,12 @@ def sql_error(err: Exception) -> QueryError:
     return QueryError(message, duckdb_error=type(err).__name__)
 
 
-def locked_connection(files: Mapping[str, Path], database: Path | None = None) -> Any:
+def locked_connection(
+    files: Mapping[str, Path],
+    database: Path | None = None,
+    *,
+    limits: Mapping[str, Any] | None = None,
+) -> Any:
     """An in-memory DuckDB connection that can read ``files`` and nothing else.
 
     Each ``files`` entry becomes a view named after its dataset; ``database``, if
@@ -238,6 +254,9 @@ def locked_connection(files: Mapping[str, Path], database: Path | None = None) -
         Dataset name -> verified local Parquet file.
     database
         The verified local ``availability_db`` file, or None.
+    limits
+        DuckDB settings set before the lock (``memory_limit``, ``threads``...), so
+        user SQL cannot raise them.
 
     Returns
     -------
@@ -251,6 +270,10 @@ def locked_connection(files: Mapping[str, Path], database: Path | None = None) -
         con.read_parquet(str(path)).create_view(name, replace=True)
     if database is not None:
         con.execute(f"ATTACH ? AS {DATABASE_SCHEMA} (READ_ONLY)", [str(database)])
+    for setting, value in (limits or {}).items():
+        if setting not in _LIMIT_SETTINGS:
+            raise ValueError(f"not a resource limit: {setting!r}; use {', '.join(_LIMIT_SETTINGS)}")
+        con.execute(f"SET {setting} = ?", [value])  # names from the fixed list above
     _lock(con, [str(p) for p in files.values()] + ([str(database)] if database else []))
     return con
 
@@ -287,6 +310,25 @@ def locked_remote_connection(version: str, settings: Any) -> tuple[Any, str]:
     con = remote_connection(pinned, settings=settings, datasets=TABLES, engine="fsspec")
     _lock(con, allowed)
     return con, pinned
+
+
+#: DuckDB settings :func:`locked_connection` accepts as ``limits``.
+_LIMIT_SETTINGS = ("memory_limit", "threads", "max_temp_directory_size")
+
+
+@contextmanager
+def deadline(con: Any, seconds: float | None) -> Iterator[None]:
+    """Interrupt ``con``'s running query after ``seconds`` (DuckDB raises InterruptException)."""
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _lock(con: Any, allowed: list[str]) -> None:

@@ -102,3 +102,51 @@ def run_benchmark(script: str) -> str:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
+
+
+# --- bfa serve ---------------------------------------------------------------------------------
+
+#: The GITHUB_TOKEN given to the served process: no endpoint or log may show it.
+SERVE_SECRET = "ghp_serveTokenMustNeverLeak0123456789"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This environment without BFA_*/GITHUB_TOKEN, plus ``extra`` (for subprocesses)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BFA_") and k not in ("GITHUB_TOKEN", "XDG_CACHE_HOME")
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def serve_release(samples):
+    """A release server with both sample versions, for one module's ``bfa serve``."""
+    with ReleaseServer() as srv:
+        samples.publish(srv, SAMPLE_REPO, versions=[V_OLD, V_NEW])
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def api(serve_release, tmp_path_factory):
+    """The real ``bfa serve`` (subprocess, port 0) serving V_NEW (default) and V_OLD.
+
+    Fetched at start with a GITHUB_TOKEN; limits: 1000 rows, 1 s, 2 SQL queries at once.
+    """
+    from intake_bfa.testing.serve_process import ServeProcess
+
+    cache = tmp_path_factory.mktemp("serve-cache")
+    env = base_env(
+        BFA_API_URL=serve_release.api_url,
+        BFA_REPO=SAMPLE_REPO,
+        BFA_CACHE_DIR=str(cache),
+        GITHUB_TOKEN=SERVE_SECRET,
+    )
+    args = ["--version", "latest", "--version", V_OLD, "--max-rows", "1000", "--timeout", "1"]
+    args += ["--max-concurrent-sql", "2"]
+    with ServeProcess(args, env=env) as proc:
+        proc.cache = cache
+        yield proc
+    assert proc.returncode == 0, "\n".join(proc.lines[-20:])

@@ -367,6 +367,7 @@ def test_sql_reads_the_views_and_optionally_the_database(q, da):
         ("SELECT * FROM 'https://example.com/x.parquet'", "Permission Error"),
         ("SELEC 1", "Parser Error"),
         ("SELECT nope FROM symbols", "Binder Error"),
+        ("CONNECT", "only read-only SELECT"),  # DuckDB 2.0 raised ValueError (fuzzing)
     ],
 )
 def test_sql_refuses_anything_but_reading_the_datasets(q, text, fragment):
@@ -421,3 +422,32 @@ def test_rolling_layout_is_queried_too(rolling):
             "volume_rankings",
             "symbols",
         }
+
+
+def test_sql_limits_time_and_rows(q):
+    """Query.sql(timeout=, max_rows=): the query is interrupted or refused, then usable."""
+    with pytest.raises(QueryError, match=r"longer than 0\.3 s") as info:
+        q.sql("SELECT count(*) FROM range(1000000000000)", timeout=0.3)
+    assert info.value.context["reason"] == "timeout"
+    with pytest.raises(QueryError, match="more than 10 rows") as info:
+        q.sql("SELECT * FROM symbols", max_rows=10)
+    assert info.value.context["reason"] == "too_many_rows"
+    table = q.sql("SELECT * FROM symbols", max_rows=10_000, timeout=30, arrow=True)
+    assert table.num_rows == len(q.sql("SELECT * FROM symbols"))
+    with pytest.raises(QueryError, match="relations"):
+        q.sql("SELECT 1", as_relation=True, timeout=1)
+
+
+def test_sql_limits_are_locked_in(q):
+    """Resource limits set before the lock cannot be raised by user SQL."""
+    q.sql_limits = {"memory_limit": "300MB", "threads": 1}
+    q.close()  # the next SQL connection is made with the limits
+    try:
+        sql = "SELECT current_setting('threads') AS t, current_setting('memory_limit') AS m"
+        got = q.sql(sql)
+        assert int(got.t[0]) == 1 and got.m[0].startswith("286")
+        with pytest.raises(QueryError, match="not SET"):
+            q.sql("SET threads = 4")
+    finally:
+        q.sql_limits = {}
+        q.close()

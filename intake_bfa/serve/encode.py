@@ -1,0 +1,139 @@
+"""Tables as HTTP bodies: JSON, CSV or Parquet, chosen by ``?format=`` or ``Accept``.
+
+JSON is ``{"version", "row_count", "columns": [{"name", "type"}], "rows": [{...}]}``:
+strict JSON (NaN and infinities become null, which Python's ``json`` would otherwise
+write as invalid tokens), dates and timestamps as ISO 8601 strings, decimals as
+numbers, bytes as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import io
+import json
+import math
+from typing import Any
+
+from ..errors import QueryError
+
+#: Format name -> media type of the response.
+MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+#: Media types a client may ask for in ``Accept`` -> format name.
+_ACCEPT = {
+    "application/json": "json",
+    "text/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+}
+
+
+def choose_format(explicit: str | None, accept: str | None) -> str:
+    """``?format=`` wins; else the first ``Accept`` media type we produce; else JSON."""
+    if explicit:
+        return explicit
+    for part in (accept or "").split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media in _ACCEPT:
+            return _ACCEPT[media]
+    return "json"
+
+
+def _default(value: Any) -> Any:
+    # Types json cannot write, as they come out of Arrow's to_pylist().
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """Replace non-finite floats by None, deep (only used for nested results)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_rows(table: Any) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
+        columns.append(column)
+    # Duplicate column names (user SQL) would collapse in dicts: keep them apart.
+    names, seen = [], {}
+    for name in table.column_names:
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return pa.Table.from_arrays(columns, names=names).to_pylist()
+
+
+def encode(table: Any, fmt: str, *, version: str, max_bytes: int | None = None) -> bytes:
+    """Serialise a ``pyarrow.Table`` in ``fmt``.
+
+    Raises
+    ------
+    QueryError
+        When the table cannot be written in that format (e.g. nested columns as CSV),
+        or the body would exceed ``max_bytes`` (context ``reason="too_large"``).
+    """
+    import pyarrow as pa
+
+    try:
+        if fmt == "json":
+            doc = {
+                "version": version,
+                "row_count": table.num_rows,
+                "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
+                "rows": _json_rows(table),
+            }
+            try:
+                text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
+            except ValueError:  # a NaN nested in a list or struct
+                doc["rows"] = _finite(doc["rows"])
+                text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
+            body = text.encode("utf-8")
+        elif fmt == "csv":
+            import pyarrow.csv as pcsv
+
+            sink = io.BytesIO()
+            pcsv.write_csv(table, sink)
+            body = sink.getvalue()
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            sink = io.BytesIO()
+            pq.write_table(table, sink, compression="zstd")
+            body = sink.getvalue()
+        else:
+            raise QueryError(f"unknown format {fmt!r}; use json, csv or parquet", format=fmt)
+    except (pa.ArrowException, NotImplementedError, TypeError, OverflowError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise QueryError(
+            f"the result cannot be written as {fmt} ({first}); try format=json or parquet",
+            format=fmt,
+        ) from None
+    if max_bytes is not None and len(body) > max_bytes:
+        raise QueryError(
+            f"the {fmt} result is {len(body):,} bytes, over the limit of {max_bytes:,}; "
+            "select fewer columns or rows",
+            reason="too_large",
+        )
+    return body

@@ -1,0 +1,271 @@
+"""What ``bfa serve`` answers from: pinned versions, a pool of queries each, SQL limits.
+
+The server never touches the network while it serves: :meth:`Engine.start` resolves
+and fetches the versions it will serve (the only moment the GitHub API or a download
+may be used), then every request runs on offline settings against verified cached
+files. A :class:`~intake_bfa.query.Query` holds DuckDB connections and is not
+thread-safe, so each version keeps a small pool of them; a request borrows one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings, get_settings
+from ..errors import BfaError, QueryError, VersionNotFoundError, nearest
+
+log = logging.getLogger(__name__)
+
+#: Datasets fetched at start: what the endpoints and user SQL read.
+SERVED_DATASETS = ("daily_availability", "symbols", "volume_rankings")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may cost.
+
+    Attributes
+    ----------
+    max_rows
+        Longest result any endpoint returns; longer SQL results are refused (4xx).
+    timeout
+        Seconds a query may run before it is interrupted (4xx).
+    max_sql_length
+        Longest SQL text accepted, in characters.
+    max_concurrent_sql
+        SQL queries running at once; more wait up to ``queue_timeout``, then get 429.
+    queue_timeout
+        Seconds a request waits for a free query slot.
+    memory_limit
+        DuckDB ``memory_limit`` of each user-SQL connection.
+    threads
+        DuckDB ``threads`` of each user-SQL connection.
+    max_response_bytes
+        Largest response body, in bytes (4xx beyond).
+    """
+
+    max_rows: int = 10_000
+    timeout: float = 10.0
+    max_sql_length: int = 10_000
+    max_concurrent_sql: int = 4
+    queue_timeout: float = 5.0
+    memory_limit: str = "1GB"
+    threads: int = 2
+    max_response_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_rows",
+            "max_sql_length",
+            "max_concurrent_sql",
+            "threads",
+            "max_response_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("timeout", "queue_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+
+
+@dataclass
+class ServedVersion:
+    """One pinned version and its pool of :class:`~intake_bfa.query.Query` objects."""
+
+    version: str
+    coverage: tuple[str, str]
+    datasets: dict[str, dict[str, Any]]
+    layout: str
+    synthetic: bool
+    _pool: queue.LifoQueue = field(default_factory=queue.LifoQueue, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary (no paths, no settings)."""
+        return {
+            "version": self.version,
+            "coverage": {"start": self.coverage[0], "end": self.coverage[1]},
+            "layout": self.layout,
+            "synthetic": self.synthetic,
+            "datasets": self.datasets,
+        }
+
+
+class Engine:
+    """The versions a server answers from, pinned at :meth:`start`.
+
+    Parameters
+    ----------
+    versions
+        Versions to serve (``"latest"`` is resolved once, at start); the first is the
+        default of requests that name none.
+    settings
+        Configuration used at start to resolve and fetch; requests then run offline.
+    limits
+        Per-request bounds.
+    pool_size
+        Query objects kept per version (extra ones are made on demand and dropped).
+    database
+        Also fetch ``availability_db``, so user SQL may ask for schema ``db``.
+    """
+
+    def __init__(
+        self,
+        versions: Sequence[str] = ("latest",),
+        *,
+        settings: Settings | None = None,
+        limits: Limits | None = None,
+        pool_size: int = 8,
+        database: bool = False,
+    ) -> None:
+        if not versions:
+            raise ValueError("serve at least one version")
+        self.requested = list(versions)
+        self.settings = settings or get_settings()
+        self.limits = limits or Limits()
+        self.pool_size = pool_size
+        self.database = database
+        self.versions: dict[str, ServedVersion] = {}
+        self.default: str | None = None
+        self._offline = dataclasses.replace(self.settings, offline=True)
+        self._sql_slots = threading.BoundedSemaphore(self.limits.max_concurrent_sql)
+
+    # --- start -------------------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        """Resolve every requested version and make its datasets local (may download).
+
+        Raises
+        ------
+        BfaError
+            When a version cannot be resolved or fetched (e.g. offline and not cached).
+        """
+        from ..query import Query
+        from ..resolve import get_manifest, resolve_release
+
+        for wanted in self.requested:
+            pinned, release = resolve_release(wanted, self.settings)
+            manifest = get_manifest(self.settings, pinned, release)
+            if manifest.version in self.versions:
+                continue
+            with Query(manifest.version, settings=self.settings) as q:
+                for name in SERVED_DATASETS + (("availability_db",) if self.database else ()):
+                    q.path(name)  # downloads and verifies once; offline later
+                lo, hi = q.coverage
+            served = ServedVersion(
+                version=manifest.version,
+                coverage=(str(lo), str(hi)),
+                datasets={
+                    name: {"rows": e.rows, "size": e.size, "sha256": e.sha256}
+                    for name, e in manifest.datasets.items()
+                    if name in SERVED_DATASETS
+                },
+                layout=manifest.layout,
+                synthetic=manifest.synthetic,
+            )
+            self.versions[manifest.version] = served
+            log.info("serving %s of %s (%s .. %s)", manifest.version, self.settings.repo, lo, hi)
+        self.default = next(iter(self.versions))
+        return self
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def pick(self, version: str | None) -> ServedVersion:
+        """The served version a request names (None or ``"latest"``: the default)."""
+        if self.default is None:
+            raise RuntimeError("Engine.start() has not run")
+        if version in (None, "", "latest"):
+            return self.versions[self.default]
+        served = self.versions.get(version)
+        if served is None:
+            close = nearest(str(version), self.versions)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise VersionNotFoundError(
+                f"version {version!r} is not served here; served: {', '.join(self.versions)}{hint}",
+                version=version,
+                available=list(self.versions),
+            )
+        return served
+
+    @contextmanager
+    def query(self, version: str | None) -> Iterator[Any]:
+        """Borrow a :class:`~intake_bfa.query.Query` of ``version`` (offline, pinned)."""
+        from ..query import Query
+
+        served = self.pick(version)
+        try:
+            q = served._pool.get_nowait()
+        except queue.Empty:
+            q = Query(served.version, settings=self._offline)
+            q.sql_limits = {
+                "memory_limit": self.limits.memory_limit,
+                "threads": self.limits.threads,
+            }
+        healthy = True
+        try:
+            yield q
+        except BfaError:
+            raise  # a refused request leaves the Query usable
+        except BaseException:
+            healthy = False
+            raise
+        finally:
+            if healthy and served._pool.qsize() < self.pool_size:
+                served._pool.put(q)
+            else:
+                q.close()
+
+    def sql(self, text: str, version: str | None, *, database: bool = False) -> tuple[str, Any]:
+        """Run user SQL under the limits; return ``(version, pyarrow.Table)``.
+
+        Raises
+        ------
+        QueryError
+            Refused or failed SQL; context ``reason`` says why for limits
+            (``too_long``, ``busy``, ``timeout``, ``too_many_rows``).
+        """
+        limits = self.limits
+        if database and not self.database:
+            raise QueryError(
+                "this server does not serve availability_db; start it with "
+                "bfa serve --with-database to query schema db",
+                reason="no_database",
+            )
+        if len(text) > limits.max_sql_length:
+            raise QueryError(
+                f"the SQL text has {len(text):,} characters; the limit is "
+                f"{limits.max_sql_length:,}",
+                reason="too_long",
+            )
+        if not self._sql_slots.acquire(timeout=limits.queue_timeout):
+            raise QueryError(
+                f"{limits.max_concurrent_sql} SQL queries are already running; retry shortly",
+                reason="busy",
+            )
+        try:
+            with self.query(version) as q:
+                table = q.sql(
+                    text,
+                    database=database,
+                    timeout=limits.timeout,
+                    max_rows=limits.max_rows,
+                    arrow=True,
+                )
+                return q.version, table
+        finally:
+            self._sql_slots.release()
+
+    def close(self) -> None:
+        """Close every pooled query."""
+        for served in self.versions.values():
+            while True:
+                try:
+                    served._pool.get_nowait().close()
+                except queue.Empty:
+                    break

@@ -1,0 +1,91 @@
+"""Run the API with uvicorn on a socket bound before start (so port 0 works)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+
+from ..errors import ConfigError, MissingDependencyError
+from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv6 if ``host`` has a colon).
+
+    Raises
+    ------
+    ConfigError
+        When the address cannot be bound (in use, not local, no permission).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); choose another --port "
+            "or --host",
+            host=host,
+            port=port,
+        ) from None
+    sock.listen(2048)
+    return sock
+
+
+def serve(
+    engine: Engine,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``engine`` on ``sock`` until SIGINT/SIGTERM; then close the engine.
+
+    ``on_ready`` receives the base URL once the socket listens (connections made
+    before uvicorn accepts wait in the backlog, they are not refused).
+    """
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - the serve extra is missing
+        raise MissingDependencyError(
+            "bfa serve needs FastAPI and uvicorn: pip install 'intake-bfa[serve]'",
+            package="uvicorn",
+        ) from None
+    from .app import create_app
+
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        create_app(engine),
+        log_config=None,  # keep the CLI's logging; access records come from our middleware
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        on_ready(f"http://{shown}:{port}")
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler
+    # that was installed before it ran: make that one a no-op, so a stopped server
+    # (docker stop, systemd) exits with status 0 instead of dying by the signal.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stopped) if main else None
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        engine.close()
+        sock.close()
+    log.info("server stopped")
+
+
+def _stopped(signum: int, frame: object) -> None:
+    log.info("stopping on signal %d", signum)
