@@ -299,14 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
     p.set_defaults(func=cmd_demo)
 
+    from .cli_mirror import add_commands as add_mirror_commands
     from .cli_plot import add_commands as add_plot_commands
     from .cli_producer import add_commands  # producer modules load only when run
     from .cli_query import add_commands as add_query_commands
     from .cli_serve import add_commands as add_serve_commands
+    from .cli_stats import add_commands as add_stats_commands
 
     add_commands(sub, common)
     add_query_commands(sub, common)
     add_plot_commands(sub, common)
+    add_stats_commands(sub, common)
+    add_mirror_commands(sub, common)
     add_serve_commands(sub, common)
 
     p = sub.add_parser(

@@ -39,6 +39,17 @@ NOT_RUN_EXPECTED = {
     ("producer.md", "bfa build --state state --out release --previous latest"): "needs a",
     ("producer.md", "bfa publish release --keep-daily 30 --rolling"): "needs a GITHUB_TOKEN",
     ("versions-and-cache.md", "export GITHUB_TOKEN=ghp_..."): "needs a GITHUB_TOKEN",
+    ("mirror.md", "bfa build --state state --out release --previous latest"): "needs an S3",
+    ("mirror.md", "export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=..."): "needs an S3",
+    (
+        "mirror.md",
+        "bfa mirror sync --version latest --bucket s3://my-bucket/bfa --public-url "
+        "https://cdn.example.com/bfa",
+    ): "needs an S3",
+    (
+        "monitoring.md",
+        "bfa stats --history stats/downloads.csv --append --plot stats/downloads.png",
+    ): "writes stats/downloads.csv",
 }
 #: recipes.md cannot carry markers (it is maintained separately): blocks skipped there.
 RECIPES_SKIP = {

@@ -161,6 +161,11 @@ def test_sql_get_and_post(api):
     sql = "SELECT 'nan'::DOUBLE a, 'inf'::DOUBLE b, 1.5 c, DATE '2021-01-02' d, 'ab'::BLOB e"
     _, _, doc = get_json(api, "/v1/sql?q=" + urllib.parse.quote(sql))
     assert doc["rows"] == [{"a": None, "b": None, "c": 1.5, "d": "2021-01-02", "e": "YWI="}]
+    # Integers beyond 64 bits stay exact; NaN inside a list becomes null too.
+    sql = "SELECT 170141183460469231731687303715884105727::HUGEINT h, [1.5, 'nan'::DOUBLE] l"
+    status, _, doc = get_json(api, "/v1/sql?q=" + urllib.parse.quote(sql))
+    assert status == 200
+    assert doc["rows"] == [{"h": 170141183460469231731687303715884105727, "l": [1.5, None]}]
 
 
 @pytest.mark.parametrize(
@@ -242,6 +247,14 @@ def test_malformed_bodies_and_methods(api):
         api, "/v1/sql", 422, "invalid_parameter", b'{"sql": "SELECT 1", "format": "x"}', **json_type
     )
     error_of(api, "/v1/snapshot?date=2021-03-04", 405, "method_not_allowed", b"{}", **json_type)
+
+
+def test_symbols_in_any_script(api):
+    status, _, doc = get_json(api, "/v1/timeline/" + urllib.parse.quote("币安人生USDT"))
+    with local_query(api, V_NEW) as q:
+        assert status == 200 and doc["row_count"] == len(q.timeline("币安人生USDT")) > 0
+    _, _, csv_body = api.get("/v1/timeline/" + urllib.parse.quote("币安人生USDT") + "?format=csv")
+    assert "币安人生USDT" in csv_body.decode("utf-8")
 
 
 def test_unknown_symbol_suggests_the_real_spelling(api):

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -202,7 +203,7 @@ def create_app(engine: Engine) -> FastAPI:
             "Cache-Control": "public, max-age=31536000, immutable" if pinned else "no-cache",
         }
         if chosen != "json":
-            headers["Content-Disposition"] = f'attachment; filename="{name}.{chosen}"'
+            headers["Content-Disposition"] = _disposition(f"{name}.{chosen}")
         return Response(body, media_type=MEDIA_TYPES[chosen], headers=headers)
 
     @app.get("/health", tags=["service"], summary="Liveness and what is served")
@@ -267,7 +268,11 @@ def create_app(engine: Engine) -> FastAPI:
     )
     def timeline(
         request: Request,
-        symbol: Annotated[str, Path(description="e.g. BTCUSDT", pattern=r"^[A-Za-z0-9_]{1,40}$")],
+        symbol: Annotated[
+            str,
+            # Letters of any script: Binance lists symbols such as 币安人生USDT.
+            Path(description="e.g. BTCUSDT or 币安人生USDT", pattern=r"^\w{1,40}$"),
+        ],
         start: Annotated[dt.date | None, Query(description="first day (default: coverage)")] = None,
         end: Annotated[dt.date | None, Query(description="last day (default: coverage)")] = None,
         version: VersionParam = None,
@@ -341,6 +346,16 @@ def create_app(engine: Engine) -> FastAPI:
 
     app.add_middleware(AccessLogMiddleware)
     return app
+
+
+def _disposition(filename: str) -> str:
+    """``attachment`` with an ASCII name and, if needed, the UTF-8 one (RFC 6266)."""
+    ascii_name = "".join(
+        c if (c.isascii() and c.isalnum()) or c in "._-" else "_" for c in filename
+    )
+    if ascii_name == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
 def _arrow(relation: Any) -> Any:

@@ -3,7 +3,8 @@
 JSON is ``{"version", "row_count", "columns": [{"name", "type"}], "rows": [{...}]}``:
 strict JSON (NaN and infinities become null, which Python's ``json`` would otherwise
 write as invalid tokens), dates and timestamps as ISO 8601 strings, decimals as
-numbers, bytes as base64.
+numbers, bytes as base64, integers beyond 64 bits exact. Written by orjson when
+installed (the ``serve`` extra has it), else by the standard library.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def _default(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return float(value) if value.is_finite() else None
+        if not value.is_finite():
+            return None
+        # Integral decimals (DuckDB's HUGEINT arrives as decimal128(38, 0)) stay exact.
+        return int(value) if value.as_tuple().exponent >= 0 else float(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, dt.timedelta):
@@ -85,6 +89,22 @@ def _json_rows(table: Any) -> list[dict[str, Any]]:
     return pa.Table.from_arrays(columns, names=names).to_pylist()
 
 
+def _dumps(doc: dict[str, Any]) -> bytes:
+    """orjson (5-10x faster; NaN becomes null) or, for what it refuses, the stdlib."""
+    try:
+        import orjson
+
+        return orjson.dumps(doc, default=_default)
+    except (ImportError, TypeError):  # e.g. a HUGEINT beyond 64 bits from user SQL
+        pass
+    try:
+        text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
+    except ValueError:  # a NaN nested in a list or struct
+        doc["rows"] = _finite(doc["rows"])
+        text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
+    return text.encode("utf-8")
+
+
 def encode(table: Any, fmt: str, *, version: str, max_bytes: int | None = None) -> bytes:
     """Serialise a ``pyarrow.Table`` in ``fmt``.
 
@@ -104,12 +124,7 @@ def encode(table: Any, fmt: str, *, version: str, max_bytes: int | None = None) 
                 "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
                 "rows": _json_rows(table),
             }
-            try:
-                text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
-            except ValueError:  # a NaN nested in a list or struct
-                doc["rows"] = _finite(doc["rows"])
-                text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
-            body = text.encode("utf-8")
+            body = _dumps(doc)
         elif fmt == "csv":
             import pyarrow.csv as pcsv
 

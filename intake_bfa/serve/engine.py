@@ -158,6 +158,10 @@ class Engine:
                 for name in SERVED_DATASETS + (("availability_db",) if self.database else ()):
                     q.path(name)  # downloads and verifies once; offline later
                 lo, hi = q.coverage
+            # The first pooled query, warmed (views made, files opened) so the first
+            # request does not pay for it.
+            warm = self._new_query(manifest.version)
+            warm.snapshot(hi)
             served = ServedVersion(
                 version=manifest.version,
                 coverage=(str(lo), str(hi)),
@@ -169,6 +173,7 @@ class Engine:
                 layout=manifest.layout,
                 synthetic=manifest.synthetic,
             )
+            served._pool.put(warm)
             self.versions[manifest.version] = served
             log.info("serving %s of %s (%s .. %s)", manifest.version, self.settings.repo, lo, hi)
         self.default = next(iter(self.versions))
@@ -193,20 +198,21 @@ class Engine:
             )
         return served
 
+    def _new_query(self, version: str) -> Any:
+        from ..query import Query
+
+        q = Query(version, settings=self._offline)
+        q.sql_limits = {"memory_limit": self.limits.memory_limit, "threads": self.limits.threads}
+        return q
+
     @contextmanager
     def query(self, version: str | None) -> Iterator[Any]:
         """Borrow a :class:`~intake_bfa.query.Query` of ``version`` (offline, pinned)."""
-        from ..query import Query
-
         served = self.pick(version)
         try:
             q = served._pool.get_nowait()
         except queue.Empty:
-            q = Query(served.version, settings=self._offline)
-            q.sql_limits = {
-                "memory_limit": self.limits.memory_limit,
-                "threads": self.limits.threads,
-            }
+            q = self._new_query(served.version)
         healthy = True
         try:
             yield q

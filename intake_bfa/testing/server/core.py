@@ -226,7 +226,8 @@ class ReleaseServer:
         name, body, draft, prerelease
             Release fields; ``name`` defaults to ``tag``.
         created_at : datetime, optional
-            Creation time (naive means UTC); defaults to now.
+            Creation (and publication) time (naive means UTC); defaults to now. The assets'
+            ``created_at``/``updated_at`` are set to it too, as if uploaded back then.
         with_digest : bool
             If false, assets carry ``"digest": null`` like releases made before 2025.
 

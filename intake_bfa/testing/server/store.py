@@ -147,6 +147,8 @@ class Store:
                 rec.tags.add(tag)
             for asset in loaded:
                 asset.id = next(self._ids)
+                if created_at is not None:  # a back-dated release had its assets back then
+                    asset.updated_at = rel.created_at
                 rel.assets[asset.name] = asset
             rec.releases[tag] = rel
             return self.release_json(rec, rel)
