@@ -76,6 +76,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_rows=args.max_rows,
         timeout=args.timeout,
         max_concurrent_sql=args.max_concurrent_sql,
+        queue_timeout=args.queue_timeout,
+        max_sql_length=args.max_sql_length,
         memory_limit=args.memory_limit,
     )
     sock = bind(host, port)  # before fetching: a taken port fails fast
@@ -140,6 +142,18 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         type=_positive(int),
         default=4,
         help="SQL queries at once; more wait, then get 429 (4)",
+    )
+    p.add_argument(
+        "--max-sql-length",
+        type=_positive(int),
+        default=10_000,
+        help="longest SQL text accepted, characters (10000)",
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=_positive(float),
+        default=5.0,
+        help="seconds an SQL query waits for a free slot before 429 (5)",
     )
     p.add_argument(
         "--memory-limit", default="1GB", help="DuckDB memory limit per SQL connection (1GB)"

@@ -273,7 +273,13 @@ def locked_connection(
     for setting, value in (limits or {}).items():
         if setting not in _LIMIT_SETTINGS:
             raise ValueError(f"not a resource limit: {setting!r}; use {', '.join(_LIMIT_SETTINGS)}")
-        con.execute(f"SET {setting} = ?", [value])  # names from the fixed list above
+        try:
+            con.execute(f"SET {setting} = ?", [value])  # names from the fixed list above
+        except duckdb.Error as err:
+            con.close()
+            raise QueryError(
+                f"invalid {setting} {value!r}: {sql_error(err)}", setting=setting, value=value
+            ) from None
     _lock(con, [str(p) for p in files.values()] + ([str(database)] if database else []))
     return con
 

@@ -47,6 +47,12 @@ NOT_RUN_EXPECTED = {
         "https://cdn.example.com/bfa",
     ): "needs an S3",
     (
+        "serving.md",
+        "bfa serve --port 8000                            # latest, resolved and fetched now, "
+        "then pinned",
+    ): "starts a long-running server",
+    ("serving.md", "docker build -t intake-bfa ."): "needs a Docker engine",
+    (
         "monitoring.md",
         "bfa stats --history stats/downloads.csv --append --plot stats/downloads.png",
     ): "writes stats/downloads.csv",

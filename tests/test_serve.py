@@ -359,6 +359,35 @@ def test_offline_serves_what_is_cached_and_stops_cleanly(api, serve_release):
     assert not proc.access_records()
 
 
+def test_busy_sql_gets_429_with_retry_after(api):
+    """One SQL slot, taken by a slow query: the next SQL request waits, then gets 429."""
+    import threading
+    import time
+
+    env = base_env(BFA_CACHE_DIR=str(api.cache), BFA_REPO=SAMPLE_REPO)
+    args = ["--offline", "--version", V_OLD, "--access-log", "off", "--max-concurrent-sql", "1"]
+    args += ["--queue-timeout", "0.2", "--timeout", "3"]
+    slow = "/v1/sql?q=" + urllib.parse.quote("SELECT count(*) FROM range(1000000000000)")
+    with ServeProcess(args, env=env) as proc:
+        first = threading.Thread(target=proc.get, args=(slow,))
+        first.start()
+        time.sleep(0.5)  # the slow query now holds the only slot, for 3 s
+        status, head, body = proc.get("/v1/sql?q=SELECT%201")
+        assert status == 429 and head["retry-after"] == "1", body
+        assert json.loads(body)["error"]["code"] == "busy"
+        # Snapshots do not queue behind SQL.
+        assert proc.get(f"/v1/snapshot?date={DAY}")[0] == 200
+        first.join()
+        assert proc.get("/v1/sql?q=SELECT%201")[0] == 200  # the slot is free again
+
+
+def test_bad_memory_limit_fails_the_start(api):
+    env = {"BFA_CACHE_DIR": str(api.cache), "BFA_REPO": SAMPLE_REPO}
+    out = run_cli("serve", "--offline", "--port", "0", "--memory-limit", "lots", env=env)
+    assert out.returncode == 1 and "--memory-limit" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 def test_serve_help_runs():
     out = subprocess.run(
         [sys.executable, "-m", "intake_bfa.cli", "serve", "--help"],

@@ -162,6 +162,14 @@ class Engine:
             # request does not pay for it.
             warm = self._new_query(manifest.version)
             warm.snapshot(hi)
+            try:  # applies the SQL limits once: a bad --memory-limit fails the start
+                warm.sql("SELECT 1")
+            except QueryError as err:
+                warm.close()
+                raise QueryError(
+                    f"the SQL limits are not valid for DuckDB ({err}); check --memory-limit",
+                    memory_limit=self.limits.memory_limit,
+                ) from None
             served = ServedVersion(
                 version=manifest.version,
                 coverage=(str(lo), str(hi)),
