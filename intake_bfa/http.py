@@ -203,6 +203,16 @@ def _raise_for_status(resp, status: int, url: str, current: str) -> None:
     headers = resp.headers
     where = safe_url(current)
     remaining = headers.get("X-RateLimit-Remaining")
+    if status == 403 and remaining != "0" and headers.get("Retry-After"):
+        # GitHub's secondary rate limit (too many requests at once): wait as told, retry.
+        raise RateLimitError(
+            f"GitHub's secondary rate limit at {where}; retry after {headers.get('Retry-After')} s",
+            url=safe_url(url),
+            status=status,
+            reset=None,
+            retry_after=headers.get("Retry-After"),
+            retryable=True,
+        )
     if status == 429 or (status == 403 and remaining == "0"):
         reset = _reset_time(headers)
         hint = f" (resets at {time.strftime('%H:%M:%S UTC', time.gmtime(reset))})" if reset else ""
@@ -246,6 +256,44 @@ def _reset_time(headers) -> float | None:
     return None
 
 
+_API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+
+def api_get(
+    settings: Settings, url: str, *, etag: str | None = None, ok: tuple[int, ...] = (200, 304, 404)
+) -> tuple[int, Any, Any]:
+    """GET a GitHub REST URL (retried); return ``(status, JSON or None, headers)``.
+
+    ``url`` is absolute (a ``Link: rel="next"`` page, say); the token goes only to the
+    API origin, as for every request (:func:`open_url`). ``etag`` is sent as
+    ``If-None-Match``. Statuses in ``ok`` other than 200 are returned with None.
+    """
+    headers = dict(_API_HEADERS)
+    if etag:
+        headers["If-None-Match"] = etag
+    started = time.perf_counter()
+
+    def attempt() -> tuple[Response, bytes]:
+        resp = open_url(url, settings, headers=headers, ok=ok)
+        with resp:
+            return resp, read_body(resp, url) if resp.status == 200 else b""
+
+    resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}")
+    log.debug(
+        "GET %s -> %s in %.0f ms", safe_url(url), resp.status, 1e3 * (time.perf_counter() - started)
+    )
+    if resp.status != 200:
+        return resp.status, None, resp.headers
+    try:
+        return resp.status, json.loads(body), resp.headers
+    except ValueError:
+        raise DownloadError(
+            f"{safe_url(url)} did not answer JSON; is BFA_API_URL a GitHub REST API base?",
+            url=safe_url(url),
+            status=resp.status,
+        ) from None
+
+
 def api_get_json(
     settings: Settings, path: str, *, etag: str | None = None
 ) -> tuple[int, Any, str | None]:
@@ -266,35 +314,8 @@ def api_get_json(
         ``data`` is None for a 304. ``status`` is 200, 304 or 404 (404 is returned,
         not raised, because its meaning depends on the caller).
     """
-    headers = {
-        "Accept": "application/vnd.github+json",
-        "X-GitHub-Api-Version": "2022-11-28",
-    }
-    if etag:
-        headers["If-None-Match"] = etag
-    url = settings.api_url + path
-    started = time.perf_counter()
-
-    def attempt() -> tuple[Response, bytes]:
-        resp = open_url(url, settings, headers=headers, ok=(200, 304, 404))
-        with resp:
-            return resp, read_body(resp, url) if resp.status == 200 else b""
-
-    resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}")
-    log.debug(
-        "GET %s -> %s in %.0f ms", safe_url(url), resp.status, 1e3 * (time.perf_counter() - started)
-    )
-    if resp.status != 200:
-        return resp.status, None, resp.headers.get("ETag") or etag
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise DownloadError(
-            f"{safe_url(url)} did not answer JSON; is BFA_API_URL a GitHub REST API base?",
-            url=safe_url(url),
-            status=resp.status,
-        ) from None
-    return resp.status, data, resp.headers.get("ETag")
+    status, data, headers = api_get(settings, settings.api_url + path, etag=etag)
+    return status, data, headers.get("ETag") or (etag if status == 304 else None)
 
 
 def is_network_failure(err: BaseException) -> bool:
@@ -306,6 +327,7 @@ def is_network_failure(err: BaseException) -> bool:
 
 __all__ = [
     "Response",
+    "api_get",
     "api_get_json",
     "is_network_failure",
     "lost_connection",

@@ -394,3 +394,14 @@ def test_serve_help_runs():
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0 and "/v1/snapshot" in out.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs():
+    """benchmarks/bench_serve.py --quick: the server answers every request at 1/8/32 clients."""
+    from .conftest import run_benchmark
+
+    stdout = run_benchmark("bench_serve.py")
+    rows = [line for line in stdout.splitlines() if line.startswith(("| snapshot", "| timeline"))]
+    assert len(rows) == 6, stdout
+    assert "peak" in stdout

@@ -77,3 +77,25 @@ def test_rate_limit_with_nothing_cached_raises(samples, monkeypatch):
         monkeypatch.setenv("BFA_API_URL", server.api_url)
         with pytest.raises(RateLimitError):
             resolve_version("latest")
+
+
+def test_secondary_rate_limit_is_waited_out_by_resolution(published):
+    """403 with Retry-After (GitHub's secondary limit, quota left) is retried after the wait."""
+    published.inject(
+        "api",
+        r"/releases",
+        "status",
+        status=403,
+        headers={"Retry-After": "0", "X-RateLimit-Remaining": "4999"},
+        times=2,
+    )
+    versions = intake_bfa.list_versions()
+    assert versions and published.count("api", "/releases") == 3
+
+
+def test_secondary_rate_limit_that_persists_is_a_rate_limit_error(published):
+    published.inject(
+        "api", r"/releases", "status", status=403, headers={"Retry-After": "0"}, times=50
+    )
+    with pytest.raises(RateLimitError, match="secondary rate limit"):
+        intake_bfa.list_versions()

@@ -13,10 +13,8 @@ thresholds are explained in :mod:`.stats_monthly`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings, _origin, get_settings
-from ..errors import DownloadError, RateLimitError, RepoNotFoundError, StatsError
-from ..http import open_url, read_body, safe_url
+from ..errors import DownloadError, RepoNotFoundError, StatsError
+from ..http import api_get, safe_url
 from ..manifest import MANIFEST_NAME
 from ..releases import DATED_TAG_RE, ROLLING_DB_ASSETS, ROLLING_TAG
-from ..retry import with_retries
 from .stats_history import (
     AssetCount,
     History,
@@ -54,7 +51,6 @@ from .stats_monthly import (
 log = logging.getLogger(__name__)
 
 _NEXT_RE = re.compile(r'<([^>]+)>;\s*rel="next"')
-_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 _MAX_PAGES = 1000  # 100 000 releases: far beyond any real repository, stops a Link loop
 
 
@@ -135,40 +131,8 @@ def release_layout(tag: str, names: Sequence[str]) -> str:
 
 
 def _get_page(settings: Settings, url: str) -> tuple[int, Any, Any]:
-    """GET one page (retried); returns ``(status, JSON or None, headers)``."""
-
-    def attempt() -> tuple[Any, bytes]:
-        try:
-            resp = open_url(url, settings, headers=_HEADERS, ok=(200, 404))
-        except DownloadError as err:
-            ctx = err.context
-            if type(err) is DownloadError and ctx.get("status") == 403 and ctx.get("retry_after"):
-                # GitHub's secondary rate limit: 403 with Retry-After. Wait as told, retry.
-                raise RateLimitError(
-                    f"{err} (secondary rate limit; retry after {ctx['retry_after']} s)",
-                    url=ctx.get("url"),
-                    status=403,
-                    retry_after=ctx["retry_after"],
-                    reset=None,
-                    retryable=True,
-                ) from None
-            raise
-        return resp, read_body(resp, url) if resp.status == 200 else b""
-
-    started = time.perf_counter()
-    resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}")
-    elapsed = 1e3 * (time.perf_counter() - started)
-    log.debug("GET %s -> %s in %.0f ms", safe_url(url), resp.status, elapsed)
-    if resp.status != 200:
-        return resp.status, None, resp.headers
-    try:
-        return resp.status, json.loads(body), resp.headers
-    except ValueError:
-        raise DownloadError(
-            f"{safe_url(url)} did not answer JSON; is BFA_API_URL a GitHub REST API base?",
-            url=safe_url(url),
-            status=resp.status,
-        ) from None
+    """GET one page (retried, secondary rate limits waited out); ``(status, JSON, headers)``."""
+    return api_get(settings, url, ok=(200, 404))
 
 
 def _needs_api(settings: Settings) -> StatsError:
