@@ -83,7 +83,7 @@ def _direct(version: str, calls: list, concurrency: int, requests: int) -> dict:
     }
 
 
-def bench(n_symbols: int, requests: int) -> dict:
+def bench(n_symbols: int, requests: int, pool_size: int) -> dict:
     from intake_bfa.query import Query
     from intake_bfa.testing.loadgen import run_load
     from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases
@@ -107,7 +107,7 @@ def bench(n_symbols: int, requests: int) -> dict:
             symbols = q.top(hi, n=10).symbol.tolist()
             da_bytes = q.path("daily_availability").stat().st_size
         env = dict(os.environ)
-        args = ["--version", VERSION, "--access-log", "off", "--pool-size", "32"]
+        args = ["--version", VERSION, "--access-log", "off", "--pool-size", str(pool_size)]
         results: dict = {"snapshot": {}, "timeline": {}}
         with ServeProcess(args, env=env) as proc:
             pid = proc.proc.pid
@@ -145,6 +145,7 @@ def bench(n_symbols: int, requests: int) -> dict:
         "coverage": [str(lo), str(hi)],
         "server_rss_after_start_mb": rss_start_kb / 1024,
         "server_peak_rss_mb": peak_kb / 1024,
+        "pool_size": pool_size,
         "questions": results,
         "cpus": os.cpu_count(),
     }
@@ -153,17 +154,22 @@ def bench(n_symbols: int, requests: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 symbols, few requests")
+    parser.add_argument(
+        "--pool-size", type=int, default=8, help="bfa serve --pool-size (default 8, as bfa serve)"
+    )
     args = parser.parse_args()
-    res = bench(100 if args.quick else 1000, 40 if args.quick else 300)
+    res = bench(100 if args.quick else 1000, 40 if args.quick else 300, args.pool_size)
     res["when"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     res["python"] = sys.version.split()[0]
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "serve.json").write_text(json.dumps(res, indent=1))
+        name = "serve.json" if args.pool_size == 8 else f"serve-pool{args.pool_size}.json"
+        (RESULTS / name).write_text(json.dumps(res, indent=1))
     print(
         f"{res['n_symbols']} symbols ({res['coverage'][0]} .. {res['coverage'][1]}), "
         f"daily_availability.parquet {res['daily_availability_mb']:.1f} MB, {res['cpus']} CPUs; "
-        f"server RSS after start {res['server_rss_after_start_mb']:.0f} MB, "
+        f"--pool-size {res['pool_size']}; server RSS after start "
+        f"{res['server_rss_after_start_mb']:.0f} MB, "
         f"peak {res['server_peak_rss_mb']:.0f} MB\n"
     )
     print("| question | clients | server req/s | direct req/s | ratio | server p50 / p99 (ms) "

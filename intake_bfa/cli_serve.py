@@ -153,13 +153,17 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "--queue-timeout",
         type=_positive(float),
         default=5.0,
-        help="seconds an SQL query waits for a free slot before 429 (5)",
+        help="seconds a request waits for a free query before 429 (5)",
     )
     p.add_argument(
         "--memory-limit", default="1GB", help="DuckDB memory limit per SQL connection (1GB)"
     )
     p.add_argument(
-        "--pool-size", type=_positive(int), default=8, help="query objects kept per version (8)"
+        "--pool-size",
+        type=_positive(int),
+        default=8,
+        help="queries of one version running at once (bounds memory); more wait "
+        "--queue-timeout, then get 429 (8)",
     )
     p.add_argument(
         "--access-log",

@@ -12,18 +12,9 @@ import argparse
 import json
 from typing import Any
 
-from .cli import format_table, settings_from_args  # the shared option -> Settings rule
+from .cli import _human, format_table, settings_from_args  # shared CLI helpers
 
 EXIT_THRESHOLD = 3
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover - the loop always returns
 
 
 def _positive(text: str) -> int:

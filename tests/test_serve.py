@@ -381,6 +381,25 @@ def test_busy_sql_gets_429_with_retry_after(api):
         assert proc.get("/v1/sql?q=SELECT%201")[0] == 200  # the slot is free again
 
 
+def test_pool_bounds_concurrent_queries(api):
+    """--pool-size 1: while a slow SQL query holds the only Query, a snapshot waits, then 429."""
+    import threading
+    import time
+
+    env = base_env(BFA_CACHE_DIR=str(api.cache), BFA_REPO=SAMPLE_REPO)
+    args = ["--offline", "--version", V_OLD, "--access-log", "off", "--pool-size", "1"]
+    args += ["--queue-timeout", "0.2", "--timeout", "3"]
+    slow = "/v1/sql?q=" + urllib.parse.quote("SELECT count(*) FROM range(1000000000000)")
+    with ServeProcess(args, env=env) as proc:
+        first = threading.Thread(target=proc.get, args=(slow,))
+        first.start()
+        time.sleep(0.5)
+        err = error_of(proc, f"/v1/snapshot?date={DAY}", 429, "busy")
+        assert "1 queries of version" in err["message"]
+        first.join()
+        assert proc.get(f"/v1/snapshot?date={DAY}")[0] == 200
+
+
 def test_bad_memory_limit_fails_the_start(api):
     env = {"BFA_CACHE_DIR": str(api.cache), "BFA_REPO": SAMPLE_REPO}
     out = run_cli("serve", "--offline", "--port", "0", "--memory-limit", "lots", env=env)

@@ -85,6 +85,8 @@ class ServedVersion:
     layout: str
     synthetic: bool
     _pool: queue.LifoQueue = field(default_factory=queue.LifoQueue, repr=False)
+    _made: int = field(default=0, repr=False)  # Query objects alive (pooled or lent)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary (no paths, no settings)."""
@@ -110,7 +112,10 @@ class Engine:
     limits
         Per-request bounds.
     pool_size
-        Query objects kept per version (extra ones are made on demand and dropped).
+        Query objects per version, made on demand: at most this many queries of a
+        version run at once (each is a DuckDB instance with its own buffers, so this
+        bounds memory too); more requests wait up to ``limits.queue_timeout``, then
+        get 429.
     database
         Also fetch ``availability_db``, so user SQL may ask for schema ``db``.
     """
@@ -182,6 +187,7 @@ class Engine:
                 synthetic=manifest.synthetic,
             )
             served._pool.put(warm)
+            served._made = 1
             self.versions[manifest.version] = served
             log.info("serving %s of %s (%s .. %s)", manifest.version, self.settings.repo, lo, hi)
         self.default = next(iter(self.versions))
@@ -217,10 +223,7 @@ class Engine:
     def query(self, version: str | None) -> Iterator[Any]:
         """Borrow a :class:`~intake_bfa.query.Query` of ``version`` (offline, pinned)."""
         served = self.pick(version)
-        try:
-            q = served._pool.get_nowait()
-        except queue.Empty:
-            q = self._new_query(served.version)
+        q = self._borrow(served)
         healthy = True
         try:
             yield q
@@ -230,10 +233,37 @@ class Engine:
             healthy = False
             raise
         finally:
-            if healthy and served._pool.qsize() < self.pool_size:
+            if healthy:
                 served._pool.put(q)
-            else:
+            else:  # unknown state: replace it (the slot is freed for a new one)
                 q.close()
+                with served._lock:
+                    served._made -= 1
+
+    def _borrow(self, served: ServedVersion) -> Any:
+        try:
+            return served._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with served._lock:
+            make = served._made < self.pool_size
+            if make:
+                served._made += 1
+        if make:
+            try:
+                return self._new_query(served.version)
+            except BaseException:
+                with served._lock:
+                    served._made -= 1
+                raise
+        try:
+            return served._pool.get(timeout=self.limits.queue_timeout)
+        except queue.Empty:
+            raise QueryError(
+                f"{self.pool_size} queries of version {served.version} are already running; "
+                "retry shortly",
+                reason="busy",
+            ) from None
 
     def sql(self, text: str, version: str | None, *, database: bool = False) -> tuple[str, Any]:
         """Run user SQL under the limits; return ``(version, pyarrow.Table)``.
