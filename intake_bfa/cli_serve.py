@@ -68,7 +68,9 @@ def _access_logging(target: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve.engine import Engine, Limits
-    from .serve.runner import bind, serve
+    from .serve.runner import bind, require_server, serve
+
+    require_server()  # before any download: without the serve extra, fail at once
 
     settings = settings_from_args(args)
     host, port = _address(args)

@@ -407,6 +407,21 @@ def test_bad_memory_limit_fails_the_start(api):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+def test_missing_serve_extra_fails_before_any_download(tmp_path):
+    """Without FastAPI (a plain `pip install .`), the error comes first and names the extra."""
+    code = (
+        "import sys; sys.modules['fastapi'] = None; from intake_bfa.cli import main; "
+        "sys.exit(main(['serve', '--port', '0']))"
+    )
+    env = base_env(BFA_CACHE_DIR=str(tmp_path / "cache"), BFA_API_URL="http://127.0.0.1:9")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 1
+    assert "pip install 'intake-bfa[serve]'" in out.stderr and "fastapi" in out.stderr
+    assert not (tmp_path / "cache").exists()  # nothing resolved or fetched
+
+
 def test_serve_help_runs():
     out = subprocess.run(
         [sys.executable, "-m", "intake_bfa.cli", "serve", "--help"],

@@ -42,6 +42,25 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def require_server() -> None:
+    """Raise :class:`MissingDependencyError` unless FastAPI and uvicorn are installed."""
+    import importlib
+
+    missing = []
+    for name in ("fastapi", "uvicorn"):
+        try:
+            importlib.import_module(name)  # needed to serve anyway: not wasted
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingDependencyError(
+            f"bfa serve needs {' and '.join(missing)}, which are not installed; install "
+            "them with pip install 'intake-bfa[serve]'",
+            package=missing[0],
+            extra="serve",
+        )
+
+
 def serve(
     engine: Engine,
     sock: socket.socket,
@@ -53,13 +72,9 @@ def serve(
     ``on_ready`` receives the base URL once the socket listens (connections made
     before uvicorn accepts wait in the backlog, they are not refused).
     """
-    try:
-        import uvicorn
-    except ImportError:  # pragma: no cover - the serve extra is missing
-        raise MissingDependencyError(
-            "bfa serve needs FastAPI and uvicorn: pip install 'intake-bfa[serve]'",
-            package="uvicorn",
-        ) from None
+    require_server()
+    import uvicorn
+
     from .app import create_app
 
     host, port = sock.getsockname()[:2]
