@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -223,15 +224,38 @@ def cmd_cache_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _symbol_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 40 <= value <= 2000:
-        # Below 40 the sample cannot hold every naming quirk it demonstrates.
-        raise argparse.ArgumentTypeError(f"{value} is outside 40..2000")
-    return value
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``low`` .. ``high`` (inclusive)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+
+    return parse
+
+
+def real_number(low: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number >= ``low`` (> ``low`` with ``above``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be a number {'>' if above else '>='} {low:g}"
+            )
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--symbols",
-        type=_symbol_count,
+        # Below 40 the sample cannot hold every naming quirk it demonstrates.
+        type=whole_number(40, 2000),
         default=200,
         help="symbols in the synthetic sample, 40-2000 (default 200)",
     )

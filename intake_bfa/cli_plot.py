@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .cli import settings_from_args  # the shared option -> Settings rule
+from .cli import settings_from_args, whole_number  # shared CLI helpers
 
 KINDS = ("available", "timeline", "listings", "share")
 #: Image formats by file extension (Agg writes PNG; matplotlib switches canvas for the rest).
@@ -96,16 +96,6 @@ def _save(fig: Any, fh: Any, fmt: str) -> None:
     fig.savefig(fh, format=fmt, dpi=DPI)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``bfa plot`` on the ``bfa`` subparsers."""
     p = sub.add_parser(
@@ -127,7 +117,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--date", metavar="DATE", help="a UTC day, YYYY-MM-DD (share)")
     p.add_argument("--start", metavar="DATE", help="first day (default: coverage start)")
     p.add_argument("--end", metavar="DATE", help="last day (default: coverage end)")
-    p.add_argument("-n", type=_positive, metavar="N", help="symbols in the chart (share)")
+    p.add_argument("-n", type=whole_number(1), metavar="N", help="symbols in the chart (share)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="image file to write")
     p.add_argument("--version", default="latest", help="dataset version (default latest)")
     p.set_defaults(func=cmd_plot, parser=p)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from typing import Any
 
-from .cli import settings_from_args  # the shared option -> Settings rule
+from .cli import real_number, settings_from_args, whole_number  # shared CLI helpers
 from .cli_query_output import FORMATS, TTY_ROWS, choose_format, emit
 
 log = logging.getLogger(__name__)
@@ -174,26 +173,6 @@ def _remote_sql(args: argparse.Namespace) -> int:
 # --- parser --------------------------------------------------------------------------------
 
 
-def _volume(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
 def _output_options() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
     group = out.add_argument_group("answer")
@@ -206,7 +185,7 @@ def _output_options() -> argparse.ArgumentParser:
     group.add_argument("--columns", metavar="A,B", help="keep only these columns, in this order")
     group.add_argument(
         "--max-rows",
-        type=_count,
+        type=whole_number(0),
         metavar="N",
         help=f"table rows shown (default {TTY_ROWS} on a terminal, all otherwise; 0: all)",
     )
@@ -286,7 +265,7 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
          p.add_argument("start", metavar="START", help=_DAY), p.add_argument("end", metavar="END", help=_DAY),
          p.add_argument("--on", metavar="DATE", help="available on this day (in the window)"),
          p.add_argument("--any-day", action="store_true", help="available on any day"),
-         p.add_argument("--min-volume", type=_volume, metavar="X",
+         p.add_argument("--min-volume", type=real_number(0), metavar="X",
                         help="minimum average daily quote volume"),
          _symbol_filters(p))),
     ("sql", "run one read-only SELECT on the datasets",

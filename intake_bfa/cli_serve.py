@@ -6,30 +6,11 @@ import argparse
 import logging
 import sys
 
-from .cli import settings_from_args
+from .cli import real_number, settings_from_args, whole_number
 
-
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
-    return value
+_port = whole_number(0, 65535)
+_positive_int = whole_number(1)
+_positive_float = real_number(0, above=True)
 
 
 def _address(args: argparse.Namespace) -> tuple[str, int]:
@@ -135,25 +116,25 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         action="store_true",
         help="also fetch availability_db so SQL can use schema db",
     )
-    p.add_argument("--max-rows", type=_positive(int), default=10_000, help="SQL row limit (10000)")
+    p.add_argument("--max-rows", type=_positive_int, default=10_000, help="SQL row limit (10000)")
     p.add_argument(
-        "--timeout", type=_positive(float), default=10.0, help="SQL time limit, seconds (10)"
+        "--timeout", type=_positive_float, default=10.0, help="SQL time limit, seconds (10)"
     )
     p.add_argument(
         "--max-concurrent-sql",
-        type=_positive(int),
+        type=_positive_int,
         default=4,
         help="SQL queries at once; more wait, then get 429 (4)",
     )
     p.add_argument(
         "--max-sql-length",
-        type=_positive(int),
+        type=_positive_int,
         default=10_000,
         help="longest SQL text accepted, characters (10000)",
     )
     p.add_argument(
         "--queue-timeout",
-        type=_positive(float),
+        type=_positive_float,
         default=5.0,
         help="seconds a request waits for a free query before 429 (5)",
     )
@@ -162,7 +143,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     )
     p.add_argument(
         "--pool-size",
-        type=_positive(int),
+        type=_positive_int,
         default=8,
         help="queries of one version running at once (bounds memory); more wait "
         "--queue-timeout, then get 429 (8)",

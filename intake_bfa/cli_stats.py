@@ -12,15 +12,9 @@ import argparse
 import json
 from typing import Any
 
-from .cli import _human, format_table, settings_from_args  # shared CLI helpers
+from .cli import _human, format_table, settings_from_args, whole_number  # shared helpers
 
 EXIT_THRESHOLD = 3
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
 
 
 def _check_usage(args: argparse.Namespace) -> None:
@@ -180,7 +174,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--assets", action="store_true", help="also list every asset")
     p.add_argument(
         "--months",
-        type=_positive,
+        type=whole_number(1),
         default=12,
         metavar="N",
         help="months shown in the table (default 12; --json and --plot have them all)",

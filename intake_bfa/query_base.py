@@ -236,8 +236,6 @@ class QueryBase:
             if as_relation:
                 return con.sql(text)
             relation = con.sql(text)
-            if relation is None:  # DuckDB returns None for statements without a result
-                raise QueryError("the statement returned no result; run a SELECT query")
             if max_rows is not None:
                 relation = relation.limit(max_rows + 1)
             with S.deadline(con, timeout):

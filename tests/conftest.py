@@ -40,6 +40,22 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("BFA_RETRY_BACKOFF", "0.01")
 
 
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    """moto's S3 server on 127.0.0.1 (a free port), one per test module."""
+    import logging
+
+    # moto and boto3 come with the dev extra: a missing install must fail, never skip.
+    import moto.server as moto_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory) -> SampleReleases:
     """Synthetic releases, each built at most once per test session."""

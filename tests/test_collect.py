@@ -13,7 +13,6 @@ import datetime as dt
 import http.client
 import io
 import json
-import logging
 import shutil
 import threading
 import zipfile
@@ -24,7 +23,6 @@ from urllib.parse import parse_qs, urlsplit
 
 # moto and boto3 come with the dev extra: a missing install must fail, never skip.
 import boto3
-import moto.server as moto_server
 import pytest
 
 from intake_bfa.errors import CollectError, ConfigError
@@ -194,16 +192,6 @@ class Vision:
     def run(self, state_dir, **kw):
         kw.setdefault("endpoint", self.endpoint)
         return collect(state_dir, bucket=self.name, data_url=self.data_url, **kw)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")

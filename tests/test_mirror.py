@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 
 # moto and boto3 come with the dev extra: a missing install must fail, never skip.
 import boto3
-import moto.server as moto_server
 import pandas as pd
 import pytest
 
@@ -54,13 +52,8 @@ ASSETS = (
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def endpoint(moto_endpoint):
+    return moto_endpoint
 
 
 @pytest.fixture(autouse=True)

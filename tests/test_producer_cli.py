@@ -11,13 +11,13 @@ import intake_bfa
 from intake_bfa.testing.server import ReleaseServer
 
 from .conftest import run_cli
-from .test_collect import SYMBOLS, Vision, base_objects, moto_endpoint  # noqa: F401
+from .test_collect import SYMBOLS, Vision, base_objects
 
 TOKEN = "ghp_producertoken0000000000"
 REPO = "bfa/producer-e2e"
 
 
-def test_collect_build_publish_then_read(moto_endpoint, tmp_path, monkeypatch):  # noqa: F811
+def test_collect_build_publish_then_read(moto_endpoint, tmp_path, monkeypatch):
     bucket = Vision(moto_endpoint, "vision-e2e")
     bucket.put(base_objects())
     s3 = {"BFA_S3_ENDPOINT": moto_endpoint, "BFA_S3_BUCKET": bucket.name,

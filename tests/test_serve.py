@@ -12,7 +12,10 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.parse
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -282,8 +285,6 @@ def test_access_log_is_structured_and_redacted(api):
 
 
 def wait_for(predicate, timeout: float = 5.0):
-    import time
-
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -359,44 +360,39 @@ def test_offline_serves_what_is_cached_and_stops_cleanly(api, serve_release):
     assert not proc.access_records()
 
 
-def test_busy_sql_gets_429_with_retry_after(api):
-    """One SQL slot, taken by a slow query: the next SQL request waits, then gets 429."""
-    import threading
-    import time
-
+@contextmanager
+def one_slot_taken(api, *limit: str):
+    """An offline server with ``limit`` (e.g. ``--pool-size 1``) whose only slot a 3 s query
+    holds; yields ``(server, thread of that query)``."""
     env = base_env(BFA_CACHE_DIR=str(api.cache), BFA_REPO=SAMPLE_REPO)
-    args = ["--offline", "--version", V_OLD, "--access-log", "off", "--max-concurrent-sql", "1"]
+    args = ["--offline", "--version", V_OLD, "--access-log", "off", *limit]
     args += ["--queue-timeout", "0.2", "--timeout", "3"]
     slow = "/v1/sql?q=" + urllib.parse.quote("SELECT count(*) FROM range(1000000000000)")
     with ServeProcess(args, env=env) as proc:
         first = threading.Thread(target=proc.get, args=(slow,))
         first.start()
         time.sleep(0.5)  # the slow query now holds the only slot, for 3 s
+        yield proc, first
+
+
+def test_busy_sql_gets_429_with_retry_after(api):
+    """One SQL slot, taken by a slow query: the next SQL request waits, then gets 429."""
+    with one_slot_taken(api, "--max-concurrent-sql", "1") as (proc, slow):
         status, head, body = proc.get("/v1/sql?q=SELECT%201")
         assert status == 429 and head["retry-after"] == "1", body
         assert json.loads(body)["error"]["code"] == "busy"
         # Snapshots do not queue behind SQL.
         assert proc.get(f"/v1/snapshot?date={DAY}")[0] == 200
-        first.join()
+        slow.join()
         assert proc.get("/v1/sql?q=SELECT%201")[0] == 200  # the slot is free again
 
 
 def test_pool_bounds_concurrent_queries(api):
     """--pool-size 1: while a slow SQL query holds the only Query, a snapshot waits, then 429."""
-    import threading
-    import time
-
-    env = base_env(BFA_CACHE_DIR=str(api.cache), BFA_REPO=SAMPLE_REPO)
-    args = ["--offline", "--version", V_OLD, "--access-log", "off", "--pool-size", "1"]
-    args += ["--queue-timeout", "0.2", "--timeout", "3"]
-    slow = "/v1/sql?q=" + urllib.parse.quote("SELECT count(*) FROM range(1000000000000)")
-    with ServeProcess(args, env=env) as proc:
-        first = threading.Thread(target=proc.get, args=(slow,))
-        first.start()
-        time.sleep(0.5)
+    with one_slot_taken(api, "--pool-size", "1") as (proc, slow):
         err = error_of(proc, f"/v1/snapshot?date={DAY}", 429, "busy")
         assert "1 queries of version" in err["message"]
-        first.join()
+        slow.join()
         assert proc.get(f"/v1/snapshot?date={DAY}")[0] == 200
 
 

@@ -130,11 +130,6 @@ def release_layout(tag: str, names: Sequence[str]) -> str:
 # -- the API -----------------------------------------------------------------------------------
 
 
-def _get_page(settings: Settings, url: str) -> tuple[int, Any, Any]:
-    """GET one page (retried, secondary rate limits waited out); ``(status, JSON, headers)``."""
-    return api_get(settings, url, ok=(200, 404))
-
-
 def _needs_api(settings: Settings) -> StatsError:
     return StatsError(
         "bfa stats needs the GitHub API (download counts are never cached); drop --offline "
@@ -160,7 +155,7 @@ def fetch_release_list(settings: Settings) -> tuple[list[dict[str, Any]], int, i
     remaining = None
     while url and len(seen) < _MAX_PAGES:
         seen.add(url)
-        status, data, headers = _get_page(settings, url)
+        status, data, headers = api_get(settings, url, ok=(200, 404))  # retried
         if status == 404:
             raise RepoNotFoundError(
                 f"repository {settings.repo!r} not found at {safe_url(settings.api_url)} "

@@ -62,7 +62,7 @@ def _default(value: Any) -> Any:
 
 
 def _finite(value: Any) -> Any:
-    """Replace non-finite floats by None, deep (only used for nested results)."""
+    """Replace non-finite floats by None, deep (for the stdlib encoder, which refuses them)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -73,20 +73,13 @@ def _finite(value: Any) -> Any:
 
 
 def _json_rows(table: Any) -> list[dict[str, Any]]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    columns = []
-    for column in table.columns:
-        if pa.types.is_floating(column.type):
-            column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
-        columns.append(column)
+    """Rows as dicts; non-finite floats are left to :func:`_dumps` (orjson or ``_finite``)."""
     # Duplicate column names (user SQL) would collapse in dicts: keep them apart.
     names, seen = [], {}
     for name in table.column_names:
         seen[name] = seen.get(name, 0) + 1
         names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return pa.Table.from_arrays(columns, names=names).to_pylist()
+    return table.rename_columns(names).to_pylist()
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
@@ -99,7 +92,7 @@ def _dumps(doc: dict[str, Any]) -> bytes:
         pass
     try:
         text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
-    except ValueError:  # a NaN nested in a list or struct
+    except ValueError:  # a NaN or an infinity somewhere
         doc["rows"] = _finite(doc["rows"])
         text = json.dumps(doc, default=_default, allow_nan=False, ensure_ascii=False)
     return text.encode("utf-8")

@@ -151,7 +151,7 @@ class Engine:
         BfaError
             When a version cannot be resolved or fetched (e.g. offline and not cached).
         """
-        from ..query import Query
+        from ..datasets import ensure_local
         from ..resolve import get_manifest, resolve_release
 
         for wanted in self.requested:
@@ -159,13 +159,12 @@ class Engine:
             manifest = get_manifest(self.settings, pinned, release)
             if manifest.version in self.versions:
                 continue
-            with Query(manifest.version, settings=self.settings) as q:
-                for name in SERVED_DATASETS + (("availability_db",) if self.database else ()):
-                    q.path(name)  # downloads and verifies once; offline later
-                lo, hi = q.coverage
+            for name in SERVED_DATASETS + (("availability_db",) if self.database else ()):
+                ensure_local(self.settings, manifest, name)  # downloads once; offline later
             # The first pooled query, warmed (views made, files opened) so the first
             # request does not pay for it.
             warm = self._new_query(manifest.version)
+            lo, hi = warm.coverage
             warm.snapshot(hi)
             try:  # applies the SQL limits once: a bad --memory-limit fails the start
                 warm.sql("SELECT 1")
