@@ -5,7 +5,7 @@ Run:  python benchmarks/bench_remote.py [--quick]
 On the full-scale synthetic sample (1000 symbols, 2019-12-31..2026-11-22; ``--quick``: 100
 symbols) served by the embedded local release server, a one-symbol timeline
 (``symbol = 'BTCUSDT'``) and a one-date snapshot (``date = '2023-05-17'``), all columns,
-are run through ``intake_bfa.remote`` (a fresh connection each, so each pays for the
+are run through ``intake_bfa.remote.relation`` (a fresh connection each, so each pays for the
 footer), and compared with:
 
 * the file size (goals: timeline <= 2 %, snapshot <= 10 %);
@@ -69,7 +69,7 @@ def run_query(server, name: str, fs_options: dict, duck: dict, *, repeat: bool =
     """One query on a fresh connection and filesystem; ``repeat`` runs it a second time."""
     import duckdb
 
-    from intake_bfa import remote
+    from intake_bfa.remote import relation as remote
 
     con = duckdb.connect()
     for key, setting in duck.items():
@@ -123,7 +123,7 @@ def main() -> int:
         with ReleaseServer() as server:
             os.environ["BFA_API_URL"] = server.api_url
             samples.publish(server, SAMPLE_REPO, versions=[VERSION])
-            from intake_bfa import remote
+            from intake_bfa.remote import relation as remote
 
             remote.remote_url("daily_availability", VERSION)  # the manifest, cached once
             configs = {

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # Public names resolved on first use (PEP 562), keeping `import intake_bfa` light.
 _LAZY = {
     "open_catalog": "intake_bfa.catalog",
-    "browse": "intake_bfa.display",
+    "browse": "intake_bfa.browse",
     "list_versions": "intake_bfa.releases",
     "resolve_version": "intake_bfa.resolve",
     "local_path": "intake_bfa.datasets",
@@ -32,14 +32,14 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import errors
-    from .catalog import open_catalog
-    from .config import get_settings
-    from .datasets import connect, local_path, read, to_arrow, to_duckdb
-    from .display import browse
-    from .releases import list_versions
-    from .resolve import resolve_version
-    from .schema import DATASETS
+    from intake_bfa import errors
+    from intake_bfa.browse import browse
+    from intake_bfa.catalog import open_catalog
+    from intake_bfa.config import get_settings
+    from intake_bfa.datasets import connect, local_path, read, to_arrow, to_duckdb
+    from intake_bfa.releases import list_versions
+    from intake_bfa.resolve import resolve_version
+    from intake_bfa.schema import DATASETS
 
 __all__ = sorted([*_LAZY, "__version__"])
 
@@ -49,7 +49,8 @@ def __getattr__(name: str):
     if module is None:
         raise AttributeError(f"module 'intake_bfa' has no attribute {name!r}")
     mod = import_module(module)
-    value = mod if module.endswith("." + name) else getattr(mod, name)
+    # "errors" is a module of its own; every other name is an attribute of its module.
+    value = mod if module == f"intake_bfa.{name}" and not hasattr(mod, name) else getattr(mod, name)
     globals()[name] = value
     return value
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import CatalogError
-from .schema import DATASETS
+from intake_bfa.errors import CatalogError
+from intake_bfa.schema import DATASETS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from intake_bfa.cache.admin import DatasetState
 
 PACKAGED_CATALOG = "catalog.yaml"
 
@@ -37,7 +40,7 @@ def catalog_dict(
     mirrors
         Mirror URL templates (``{asset}``, ``{version}``...) tried after the release asset.
     """
-    from .readers import DATATYPES, DEFAULT_READERS
+    from intake_bfa.readers import DATATYPES, DEFAULT_READERS
 
     data, entries, aliases = {}, {}, {}
     for name, spec in DATASETS.items():
@@ -135,18 +138,18 @@ def _catalog_class():
         from intake.readers.entry import Catalog
 
         class BfaCatalog(Catalog):
-            """An intake ``Catalog`` that shows its datasets' cache state (see :mod:`.display`)."""
+            """An intake ``Catalog`` that shows its datasets' cache state (see :mod:`intake_bfa.display.notebook`)."""
 
             def _repr_html_(self) -> str:
-                from .display import catalog_html
+                from intake_bfa.display.notebook import catalog_html
 
-                return catalog_html(self)
+                return catalog_html(self, dataset_states(self))
 
             def __repr__(self) -> str:
-                from .display import catalog_text
+                from intake_bfa.display.notebook import catalog_text
 
                 try:
-                    return catalog_text(self)
+                    return catalog_text(self, dataset_states(self))
                 except Exception:
                     return super().__repr__()
 
@@ -224,3 +227,25 @@ def open_catalog(path: str | os.PathLike | None = None):
 
 if __name__ == "__main__":  # pragma: no cover - `python -m intake_bfa.catalog > catalog.yaml`
     print(catalog_yaml(), end="")
+
+
+def dataset_states(cat: Any) -> list[DatasetState]:
+    """What the local cache knows about each dataset of ``cat`` (no network; errors kept per row)."""
+    from intake_bfa.cache.admin import DatasetState, dataset_state
+
+    states = []
+    for name in sorted(getattr(cat, "aliases", {}) or {}):
+        try:
+            reader = cat[name]
+            data = getattr(reader, "data", None)
+            meta = getattr(reader, "metadata", {}) or {}
+            if not hasattr(data, "dataset"):
+                state = DatasetState(name, str(meta.get("description", "")))
+                state.error = "not an intake-bfa dataset"
+            else:
+                state = dataset_state(data.dataset, data, meta.get("description"))
+                state.name = name
+        except Exception as err:
+            state = DatasetState(name, error=f"{type(err).__name__}: {err}")
+        states.append(state)
+    return states

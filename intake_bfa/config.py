@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from intake_bfa.errors import ConfigError
 
 #: The repository that publishes the data today (old "rolling latest" layout);
 #: intake-bfa detects the layout, so users get real data on day one.
@@ -89,14 +89,15 @@ class Settings:
     @property
     def api_origin(self) -> str:
         """``scheme://host[:port]`` of the API: the only origin a token is sent to."""
-        return _origin(self.api_url)
+        return url_origin(self.api_url)
 
     def with_(self, **changes) -> Settings:
         """Return a copy with some fields changed."""
         return replace(self, **changes)
 
 
-def _origin(url: str) -> str:
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased: what a token is scoped to."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
 
@@ -201,6 +202,43 @@ def check_mirrors(templates: Sequence[str] | str, source: str = "mirrors") -> tu
     return tuple(checked)
 
 
+#: Environment variables :func:`get_settings` reads (XDG_CACHE_HOME and HOME through
+#: platformdirs, for the default cache folder).
+ENV_VARS = (
+    "BFA_REPO",
+    "BFA_API_URL",
+    "BFA_CACHE_DIR",
+    "GITHUB_TOKEN",
+    "BFA_OFFLINE",
+    "BFA_TTL",
+    "BFA_TIMEOUT",
+    "BFA_RETRIES",
+    "BFA_RETRY_TIME",
+    "BFA_RETRY_BACKOFF",
+    "BFA_MIRRORS",
+    "XDG_CACHE_HOME",
+    "HOME",
+    "LOCALAPPDATA",
+)
+_ENV_KEYS = tuple(os.fsencode(name) for name in ENV_VARS) if os.name == "posix" else ()
+_SETTINGS_MEMO_SIZE = 64
+#: Validated settings by (arguments, environment values): the environment is still read at
+#: every call, only the validation of an unchanged configuration is reused.
+_settings_memo: dict[tuple, Settings] = {}
+
+
+def _environment() -> tuple:
+    """The values of :data:`ENV_VARS` now (the memo key's environment part)."""
+    # os.environ.get costs ~1.3 us a name (it encodes the key and decodes the value); on
+    # POSIX, CPython keeps the raw values in os.environ._data, which every os.environ
+    # update (and so monkeypatch.setenv) writes through: 15x faster, same values. This is
+    # on the hot path of every bfa:// call, which resolves a path several times.
+    data = getattr(os.environ, "_data", None)
+    if _ENV_KEYS and isinstance(data, dict):
+        return tuple(map(data.get, _ENV_KEYS))
+    return tuple(map(os.environ.get, ENV_VARS))
+
+
 def get_settings(
     repo: str | None = None,
     api_url: str | None = None,
@@ -244,6 +282,32 @@ def get_settings(
     ConfigError
         When a value is invalid; the message names the variable and the fix.
     """
+    if isinstance(mirrors, list):
+        mirrors = tuple(mirrors)
+    key = (
+        repo,
+        api_url,
+        None if cache_dir is None else os.fspath(cache_dir),
+        token,
+        offline,
+        ttl,
+        timeout,
+        mirrors,
+        _environment(),
+    )
+    try:
+        hit = _settings_memo.get(key)
+    except TypeError:  # an unhashable argument: validate without the memo
+        return _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors)
+    if hit is None:
+        hit = _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors)
+        if len(_settings_memo) >= _SETTINGS_MEMO_SIZE:
+            _settings_memo.clear()
+        _settings_memo[key] = hit
+    return hit
+
+
+def _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors) -> Settings:
     env = os.environ
     if repo is not None:
         repo = check_repo(repo)

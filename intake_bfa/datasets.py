@@ -7,22 +7,21 @@ selection and filters pushed down to the Parquet reader.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import CacheLayout, file_lock, record_access, sidecar_path
-from .config import Settings, get_settings
-from .errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
-from .manifest import Manifest
-from .resolve import get_manifest, resolve_release
-from .schema import DatasetSpec, get_spec
+from intake_bfa.cache.layout import CacheLayout, file_lock, record_access, sidecar_path
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
+from intake_bfa.filters import DateLike, plan_filters, select_sql
+from intake_bfa.manifest import Manifest
+from intake_bfa.resolve import pin
+from intake_bfa.schema import DatasetSpec, get_spec
 
 log = logging.getLogger(__name__)
 
-DateLike = str | dt.date | dt.datetime
 #: Rows per Dask partition (about 65 MB as pandas): see :func:`to_dask`.
 DASK_PARTITION_ROWS = 250_000
 
@@ -57,9 +56,7 @@ def local_path(
     """
     get_spec(dataset)
     settings = settings or get_settings()
-    pinned, release = resolve_release(version, settings)
-    manifest = get_manifest(settings, pinned, release)
-    return ensure_local(settings, manifest, dataset, callback=callback)
+    return ensure_local(settings, pin(version, settings), dataset, callback=callback)
 
 
 def ensure_local(
@@ -94,7 +91,7 @@ def ensure_local(
         if final.exists():  # another process finished it while we waited
             return final
         if entry.derived_from:
-            from .derive import derive
+            from intake_bfa.derive import derive
 
             source = ensure_local(settings, manifest, entry.derived_from, callback=callback)
             return derive(name, source, final)
@@ -102,9 +99,9 @@ def ensure_local(
 
 
 def _download_entry(settings, manifest, layout, entry, final: Path, callback: Any) -> Path:
-    from .fetch import decompress, download
+    from intake_bfa.fetch import asset_urls, decompress, download
 
-    urls = _urls(settings, manifest, entry.asset, entry.urls)
+    urls = asset_urls(settings, manifest, entry.asset, entry.urls)
     asset_path = layout.file_path(manifest.version, entry.asset)
     try:
         download(
@@ -125,74 +122,6 @@ def _download_entry(settings, manifest, layout, entry, final: Path, callback: An
         asset_path.unlink(missing_ok=True)
         sidecar_path(asset_path).unlink(missing_ok=True)
     return final
-
-
-def _urls(settings: Settings, manifest: Manifest, asset: str, mirrors: list[str]) -> list[str]:
-    """Release asset first, then the manifest's mirrors, then configured mirror templates."""
-    release = manifest.raw.get("release", {})
-    info = release.get("assets", {}).get(asset, {})
-    urls = [u for u in (info.get("download_url"),) if u]
-    if settings.token and info.get("api_url"):
-        # Private repositories only serve assets through the API with the token.
-        urls.append(info["api_url"])
-    fields = {
-        "asset": asset,
-        "version": manifest.version,
-        "tag": release.get("tag", ""),
-        "repo": settings.repo,
-        "owner": settings.owner,
-        "name": settings.name,
-    }
-    # Every URL gets the same sha256 check; the token only ever goes to the API origin.
-    return urls + list(mirrors) + [t.format(**fields) for t in settings.mirrors]
-
-
-# --- filters -------------------------------------------------------------------------------
-
-
-def _date(value: DateLike, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise QueryError(
-            f"{name}={value!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)",
-            argument=name,
-            value=value,
-        ) from None
-
-
-def plan_filters(
-    spec: DatasetSpec,
-    start: DateLike | None,
-    end: DateLike | None,
-    symbols: str | Sequence[str] | None,
-) -> list[tuple[str, str, Any]]:
-    """Validate filters and express them as ``(column, op, value)`` triples."""
-    filters: list[tuple[str, str, Any]] = []
-    if (start is not None or end is not None) and not spec.has_date:
-        raise QueryError(
-            f"{spec.name} has no date column; date filters apply to daily_availability "
-            "and volume_rankings",
-            dataset=spec.name,
-        )
-    lo = _date(start, "start") if start is not None else None
-    hi = _date(end, "end") if end is not None else None
-    if lo and hi and lo > hi:
-        raise QueryError(f"start {lo} is after end {hi}", start=str(lo), end=str(hi))
-    if lo:
-        filters.append(("date", ">=", lo))
-    if hi:
-        filters.append(("date", "<=", hi))
-    if symbols is not None:
-        names = [symbols] if isinstance(symbols, str) else list(symbols)
-        if not names or not all(isinstance(s, str) and s for s in names):
-            raise QueryError("symbols must be a symbol or a non-empty list of symbols")
-        filters.append(("symbol", "in", names))
-    return filters
 
 
 def _columns_error(path: Path, columns: Sequence[str], dataset: str) -> QueryError:
@@ -283,11 +212,6 @@ def to_arrow(
         raise
 
 
-def _ident(name: str) -> str:
-    # Identifiers cannot be bound as parameters; quote them so no text escapes.
-    return '"' + str(name).replace('"', '""') + '"'
-
-
 def to_duckdb(
     dataset: str,
     version: str = "latest",
@@ -304,8 +228,8 @@ def to_duckdb(
 
     Values are bound as parameters, never formatted into SQL. ``remote=True`` reads the
     release's Parquet asset with HTTP range requests instead of downloading it
-    (:func:`intake_bfa.remote.remote_relation`; the connection's byte counters are in
-    :func:`intake_bfa.remote.filesystem_of`).
+    (:func:`intake_bfa.remote.relation.remote_relation`; the connection's byte counters are in
+    :func:`intake_bfa.remote.relation.filesystem_of`).
 
     Returns
     -------
@@ -313,7 +237,7 @@ def to_duckdb(
         A relation for tables; for ``availability_db`` a read-only connection.
     """
     if remote:
-        from .remote import remote_relation
+        from intake_bfa.remote.relation import remote_relation
 
         return remote_relation(
             dataset, version, columns=columns, start=start, end=end, symbols=symbols,
@@ -329,15 +253,8 @@ def to_duckdb(
     import duckdb
 
     con = con or duckdb.connect()
-    cols = ", ".join(_ident(c) for c in columns) if columns else "*"
-    where, params = [], [str(path)]
-    for column, op, value in filters:
-        if op == "in":
-            where.append(f"list_contains(?, {_ident(column)})")
-        else:
-            where.append(f"{_ident(column)} {op} ?")
-        params.append(value)
-    sql = f"SELECT {cols} FROM read_parquet(?)" + (" WHERE " + " AND ".join(where) if where else "")
+    sql, params = select_sql(columns, filters)
+    params = [str(path), *params]
     try:
         return con.sql(sql, params=params)
     except duckdb.BinderException as err:

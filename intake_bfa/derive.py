@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .parquet_layout import TILED_ORDER, write_table
+from intake_bfa.parquet_layout import TILED_ORDER, write_table
 
 log = logging.getLogger(__name__)
 

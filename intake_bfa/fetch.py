@@ -1,6 +1,6 @@
 """The one path by which downloaded bytes enter the cache: stream, hash, verify, move into place.
 
-The caller holds the file's inter-process lock (:func:`intake_bfa.cache.file_lock`).
+The caller holds the file's inter-process lock (:func:`intake_bfa.cache.layout.file_lock`).
 :func:`download` streams into ``<name>.part`` while hashing, remembers the server's
 validator in ``<name>.part.json``, resumes a broken transfer with ``Range`` +
 ``If-Range`` (starting over when the server ignores Range or the file changed),
@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import atomic_write_bytes, atomic_writer, write_sidecar
-from .config import Settings
-from .errors import DownloadError, IntegrityError
-from .http import open_url, safe_url
-from .retry import with_retries
+from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer, write_sidecar
+from intake_bfa.config import Settings
+from intake_bfa.errors import DownloadError, IntegrityError
+from intake_bfa.http import open_url, parse_content_range, safe_url, with_retries
+from intake_bfa.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def _attempt(
                 retryable=True,
             )
         if resp.status == 206 and offset:
-            content_range = resp.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
+            answered = parse_content_range(resp.headers.get("Content-Range"))
+            if answered is None or answered[0] != offset:
                 offset = 0  # a range we did not ask for: do not trust it
         else:
             offset = 0  # 200: the server ignored Range, or the file changed (If-Range)
@@ -353,3 +353,23 @@ def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None)
             path=str(src),
         ) from None
     return dest
+
+
+def asset_urls(settings: Settings, manifest: Manifest, asset: str, mirrors: list[str]) -> list[str]:
+    """Release asset first, then the manifest's mirrors, then configured mirror templates."""
+    release = manifest.raw.get("release", {})
+    info = release.get("assets", {}).get(asset, {})
+    urls = [u for u in (info.get("download_url"),) if u]
+    if settings.token and info.get("api_url"):
+        # Private repositories only serve assets through the API with the token.
+        urls.append(info["api_url"])
+    fields = {
+        "asset": asset,
+        "version": manifest.version,
+        "tag": release.get("tag", ""),
+        "repo": settings.repo,
+        "owner": settings.owner,
+        "name": settings.name,
+    }
+    # Every URL gets the same sha256 check; the token only ever goes to the API origin.
+    return urls + list(mirrors) + [t.format(**fields) for t in settings.mirrors]

@@ -65,19 +65,19 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractFileSystem
 from fsspec.utils import isfilelike, stringify_path
 
-from .cache import CacheLayout, atomic_writer
-from .config import Settings, check_repo, get_settings
-from .datasets import local_path
-from .errors import (
+from intake_bfa.cache.layout import CacheLayout, atomic_writer
+from intake_bfa.config import Settings, check_repo, get_settings
+from intake_bfa.datasets import ensure_local
+from intake_bfa.errors import (
     ConfigError,
     DatasetNotFoundError,
     QueryError,
     RepoNotFoundError,
     VersionNotFoundError,
 )
-from .manifest import DatasetEntry, Manifest
-from .resolve import get_manifest, resolve_release
-from .schema import get_spec
+from intake_bfa.manifest import DatasetEntry, Manifest
+from intake_bfa.resolve import pin
+from intake_bfa.schema import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,8 @@ class BfaFileSystem(AbstractFileSystem):
             raise _malformed(path, "expected DATASET or DATASET@VERSION")
         get_spec(dataset)  # DatasetNotFoundError with a suggestion, before any I/O
         settings = self._settings(repo)
-        pinned, release = resolve_release(version or "latest", settings)
-        manifest = get_manifest(settings, pinned, release)
+        manifest = pin(version or "latest", settings)
+        pinned = manifest.version
         if dataset not in manifest.datasets:
             raise DatasetNotFoundError(
                 f"version {pinned} of {settings.repo} has no {dataset!r} dataset; it has "
@@ -248,16 +248,14 @@ class BfaFileSystem(AbstractFileSystem):
         return _Target(name, settings, dataset, pinned, manifest)
 
     def _latest_manifest(self, settings: Settings) -> Manifest:
-        pinned, release = resolve_release("latest", settings)
-        return get_manifest(settings, pinned, release)
+        return pin("latest", settings)
 
     def _local(self, target: _Target, callback: Any = None) -> Path:
         """The verified local file of ``target``, fetched through the package on first use."""
         if target.dataset is None:
             raise IsADirectoryError(f"bfa://{target.name} is a directory of datasets")
-        return local_path(
-            target.dataset, target.version, settings=target.settings, callback=callback
-        )
+        # The target's manifest, pinned when the path was parsed: no second resolution.
+        return ensure_local(target.settings, target.manifest, target.dataset, callback=callback)
 
     def _cached_file(self, target: _Target) -> Path | None:
         path = CacheLayout(target.settings).file_path(target.version, target.entry.local_name)

@@ -1,10 +1,21 @@
-"""Minimal HTTP client: GitHub API calls and streamed downloads.
+"""The project's one HTTP transport: every request, its token rule, its errors and retries.
 
 Built on the standard library on purpose: it imports in a millisecond, streams at
 loopback speed, honours ``HTTPS_PROXY``, and its ``timeout`` is a connect and
 per-read limit, never a total one (a 150 MB asset on a slow link must not be cut
 off). Redirects are followed by hand so that the token is attached only to
-requests for the configured API origin and never to a redirect target or mirror.
+requests for the configured API origin (or the origins a caller names, such as the
+producer's uploads origin) and never to a redirect target or mirror elsewhere. A request
+with a body (a JSON write, a streamed upload) is sent once and never redirected.
+
+Retries live here too, so every caller (resolution, downloads, remote reads, the producer's
+GitHub writes and S3 listing) shares one policy: 408/425/429/5xx, connection resets, cut-off
+bodies, read timeouts and expired signed redirects are retried (each retry asks the
+*original* URL again, so a fresh signature is issued); other 4xx, refused connections and
+unknown hosts are not. The wait honours ``Retry-After`` (seconds or an HTTP date, parsed by
+:func:`parse_retry_after` alone) and GitHub's ``X-RateLimit-Reset``; otherwise it is
+full-jitter exponential backoff. Attempts and the total waiting time are bounded
+(``BFA_RETRIES``, ``BFA_RETRY_TIME``).
 """
 
 from __future__ import annotations
@@ -13,18 +24,21 @@ import email.utils
 import http.client
 import json
 import logging
+import os
+import random
+import re
 import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
-from . import __version__
-from .config import Settings, _origin
-from .errors import AuthenticationError, DownloadError, RateLimitError
-from .retry import with_retries
+from intake_bfa import __version__
+from intake_bfa.config import Settings, url_origin
+from intake_bfa.errors import AuthenticationError, DownloadError, RateLimitError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +47,7 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 #: Statuses worth asking again (plus every 5xx).
 RETRY_STATUSES = {408, 425, 429}
 _MAX_REDIRECTS = 8
+_CHUNK = 1 << 20  # a streamed request body is sent in pieces of this size
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -83,6 +98,47 @@ class Response:
         self.close()
 
 
+@dataclass(frozen=True)
+class Advice:
+    """What an error message tells the user to do, per kind of failure.
+
+    The defaults speak to a data consumer; the producer's GitHub writes pass their own.
+
+    Attributes
+    ----------
+    unreachable
+        For connection failures and timeouts.
+    rate_limit
+        For GitHub's (primary) rate limit.
+    credentials
+        For a 401.
+    refused
+        Appended to a 403 or 404 that is not a rate limit (empty: nothing).
+    """
+
+    unreachable: str = (
+        "check the network, BFA_API_URL, or set BFA_OFFLINE=1 to use cached data only"
+    )
+    rate_limit: str = (
+        "set GITHUB_TOKEN for 5000 requests/hour, or use cached data with BFA_OFFLINE=1"
+    )
+    credentials: str = "check or unset GITHUB_TOKEN"
+    refused: str = ""
+
+
+_CONSUMER = Advice()
+
+
+class _Chunks:
+    """A file whose ``read`` returns 1 MiB whatever it is asked (http.client asks 8 KiB)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def read(self, _size: int = -1) -> bytes:
+        return self._fh.read(_CHUNK)
+
+
 def safe_url(url: str) -> str:
     """A URL fit for logs and error messages: no query string (signatures) or userinfo."""
     parts = urlsplit(url)
@@ -99,6 +155,9 @@ def open_url(
     headers: dict[str, str] | None = None,
     method: str = "GET",
     ok: tuple[int, ...] = (200, 206, 304),
+    data: bytes | BinaryIO | None = None,
+    token_origins: Collection[str] | None = None,
+    advice: Advice = _CONSUMER,
 ) -> Response:
     """Open ``url``, following redirects, and return the streaming response.
 
@@ -109,11 +168,21 @@ def open_url(
     settings
         Supplies the token, its allowed origin and the timeout.
     headers
-        Extra request headers (``Range``, ``If-None-Match``...).
+        Extra request headers (``Range``, ``If-None-Match``, ``Content-Type``...).
     method
         HTTP method.
     ok
         Status codes returned to the caller; any other raises.
+    data
+        Request body: bytes, or a binary file streamed from its current position (in
+        1 MiB pieces, with a ``Content-Length``; the caller closes it). Without a
+        ``Content-Type`` header it is sent as ``application/octet-stream``. A request with
+        a body is not redirected: a 3xx answer is returned or raised like any status.
+    token_origins
+        The origins the token may be sent to, checked on every hop (default: the API
+        origin alone). A redirect target on any other origin never gets it.
+    advice
+        What error messages tell the user to do (default: consumer advice).
 
     Returns
     -------
@@ -127,13 +196,16 @@ def open_url(
     RateLimitError, AuthenticationError
         For GitHub's rate-limit answers and rejected credentials.
     """
+    trusted = {settings.api_origin} if token_origins is None else set(token_origins)
     current = url
     for _ in range(_MAX_REDIRECTS + 1):
         req = urllib.request.Request(current, method=method)
         req.add_header("User-Agent", USER_AGENT)
         for key, value in (headers or {}).items():
             req.add_header(key, value)
-        if settings.token and _origin(current) == settings.api_origin:
+        if data is not None:
+            _attach_body(req, data)
+        if settings.token and url_origin(current) in trusted:
             # Unredirected: urllib itself would never forward it, and we re-check per hop.
             req.add_unredirected_header("Authorization", f"Bearer {settings.token}")
         try:
@@ -143,8 +215,7 @@ def open_url(
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             reason = getattr(err, "reason", err)
             raise DownloadError(
-                f"could not reach {safe_url(current)}: {reason}; check the network, "
-                "BFA_API_URL, or set BFA_OFFLINE=1 to use cached data only",
+                f"could not reach {_where(method, current)}: {reason}; {advice.unreachable}",
                 url=safe_url(url),
                 status=None,
                 # Refused and unresolvable hosts fail the same way a moment later: fail fast
@@ -152,12 +223,12 @@ def open_url(
                 retryable=not isinstance(reason, ConnectionRefusedError | socket.gaierror),
             ) from None
         status = resp.status if hasattr(resp, "status") else resp.code
-        if status in _REDIRECTS:
+        if status in _REDIRECTS and data is None:
             location = resp.headers.get("Location")
             resp.close()
             if not location:
                 raise DownloadError(
-                    f"{safe_url(current)} answered {status} without a Location header",
+                    f"{_where(method, current)} answered {status} without a Location header",
                     url=safe_url(url),
                     status=status,
                 )
@@ -165,8 +236,26 @@ def open_url(
             continue
         if status in ok:
             return Response(status=status, headers=resp.headers, url=current, stream=resp)
-        _raise_for_status(resp, status, url, current)
+        _raise_for_status(resp, status, url, current, method, advice)
     raise DownloadError(f"too many redirects from {safe_url(url)}", url=safe_url(url), status=None)
+
+
+def _attach_body(req: urllib.request.Request, data: bytes | BinaryIO) -> None:
+    if isinstance(data, bytes):
+        size = len(data)
+    else:
+        size = os.fstat(data.fileno()).st_size - data.tell()
+        data = _Chunks(data)  # type: ignore[assignment]
+    req.data = data  # type: ignore[assignment]
+    # Set explicitly: urllib would send a file chunked and a body as a form otherwise.
+    req.add_header("Content-Length", str(size))
+    if not req.has_header("Content-type"):  # urllib stores header names capitalize()d
+        req.add_header("Content-Type", "application/octet-stream")
+
+
+def _where(method: str, url: str) -> str:
+    """The request in a message: its safe URL, after the method unless it is a GET."""
+    return safe_url(url) if method == "GET" else f"{method} {safe_url(url)}"
 
 
 def lost_connection(url: str, err: BaseException) -> DownloadError:
@@ -188,7 +277,9 @@ def read_body(resp: Response, url: str) -> bytes:
             raise lost_connection(url, err) from None
 
 
-def _raise_for_status(resp, status: int, url: str, current: str) -> None:
+def _raise_for_status(
+    resp, status: int, url: str, current: str, method: str, advice: Advice
+) -> None:
     try:
         body = resp.read(2048)
     except (OSError, http.client.HTTPException):
@@ -197,16 +288,18 @@ def _raise_for_status(resp, status: int, url: str, current: str) -> None:
         resp.close()
     message = ""
     try:
-        message = json.loads(body).get("message", "")
+        message = str(json.loads(body).get("message") or "")
     except (ValueError, AttributeError):
         message = body.decode("utf-8", "replace").strip()[:200]
     headers = resp.headers
-    where = safe_url(current)
+    where = _where(method, current)
     remaining = headers.get("X-RateLimit-Remaining")
-    if status == 403 and remaining != "0" and headers.get("Retry-After"):
+    retry_after = headers.get("Retry-After")
+    if status == 403 and remaining != "0" and (retry_after or "rate limit" in message.lower()):
         # GitHub's secondary rate limit (too many requests at once): wait as told, retry.
         raise RateLimitError(
-            f"GitHub's secondary rate limit at {where}; retry after {headers.get('Retry-After')} s",
+            f"GitHub's secondary rate limit at {where}; "
+            + (f"retry after {retry_after} s" if retry_after else "wait a minute and retry"),
             url=safe_url(url),
             status=status,
             reset=None,
@@ -217,8 +310,7 @@ def _raise_for_status(resp, status: int, url: str, current: str) -> None:
         reset = _reset_time(headers)
         hint = f" (resets at {time.strftime('%H:%M:%S UTC', time.gmtime(reset))})" if reset else ""
         raise RateLimitError(
-            f"GitHub API rate limit exhausted at {where}{hint}; set GITHUB_TOKEN for 5000 "
-            "requests/hour, or use cached data with BFA_OFFLINE=1",
+            f"GitHub API rate limit exhausted at {where}{hint}; {advice.rate_limit}",
             url=safe_url(url),
             status=status,
             reset=reset,
@@ -227,13 +319,15 @@ def _raise_for_status(resp, status: int, url: str, current: str) -> None:
         )
     if status == 401:
         raise AuthenticationError(
-            f"{where} rejected the credentials (401 {message}); check or unset GITHUB_TOKEN",
+            f"{where} rejected the credentials (401 {message}); {advice.credentials}",
             url=safe_url(url),
             status=status,
         )
     # A 403 from a redirect target is an expired signed URL: asking the original URL
     # again yields a fresh signature.
-    expired = status == 403 and _origin(current) != _origin(url)
+    expired = status == 403 and url_origin(current) != url_origin(url)
+    if status in (403, 404) and advice.refused and not expired:
+        message = f"{message}; {advice.refused}" if message else advice.refused
     raise DownloadError(
         f"{where} answered HTTP {status}" + (f": {message}" if message else ""),
         url=safe_url(url),
@@ -247,13 +341,9 @@ def _reset_time(headers) -> float | None:
     raw = headers.get("X-RateLimit-Reset")
     if raw and raw.isdigit():
         return float(raw)
-    retry = headers.get("Retry-After")
-    if retry:
-        if retry.isdigit():
-            return time.time() + int(retry)
-        parsed = email.utils.parsedate_to_datetime(retry)
-        return parsed.timestamp() if parsed else None
-    return None
+    now = time.time()
+    wait = parse_retry_after(headers.get("Retry-After"), now)
+    return None if wait is None else now + wait
 
 
 _API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -326,6 +416,7 @@ def is_network_failure(err: BaseException) -> bool:
 
 
 __all__ = [
+    "Advice",
     "Response",
     "api_get",
     "api_get_json",
@@ -335,3 +426,132 @@ __all__ = [
     "read_body",
     "safe_url",
 ]
+
+
+# --- retries: which failures, how long to wait, when to give up ------------------------------
+
+T = TypeVar("T")
+_BACKOFF_CAP = 30.0  # no single backoff sleep longer than this
+
+
+def is_retryable(err: BaseException) -> bool:
+    """True for failures another attempt may cure (5xx, 408/425/429, resets, timeouts)."""
+    return isinstance(err, DownloadError) and bool(err.context.get("retryable"))
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """``Content-Range: bytes START-END/TOTAL`` as ``(start, end, total)``, end inclusive.
+
+    ``total`` is None for ``*`` (unknown length). None for anything else: a missing or
+    malformed header, an unsatisfied range (``bytes */N``) or ``end`` before ``start``.
+    """
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
+        return None
+    start, end = int(match[1]), int(match[2])
+    total = None if match[3] == "*" else int(match[3])
+    if end < start or (total is not None and end >= total):
+        return None
+    return start, end, total
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date); None if absent or unparseable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now) if when else None
+
+
+def delay_for(err: DownloadError, attempt: int, settings: Settings, rng: random.Random) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` after ``err``.
+
+    Parameters
+    ----------
+    err
+        The retryable failure.
+    attempt
+        How many attempts have failed so far (1 after the first failure).
+    settings
+        Supplies the backoff base.
+    rng
+        Source of jitter.
+    """
+    now = time.time()
+    hinted = parse_retry_after(err.context.get("retry_after"), now)
+    if hinted is not None:
+        return hinted
+    if isinstance(err, RateLimitError) and err.context.get("reset"):
+        return max(0.0, float(err.context["reset"]) - now)
+    # Full jitter (AWS architecture blog): spreads a crowd of clients evenly.
+    return rng.uniform(0, min(_BACKOFF_CAP, settings.retry_backoff * 2 ** (attempt - 1)))
+
+
+def with_retries(
+    action: Callable[[], T],
+    settings: Settings,
+    *,
+    what: str,
+    on_retry: Callable[[DownloadError], None] | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """Run ``action`` until it succeeds, retrying retryable :class:`DownloadError` s.
+
+    Parameters
+    ----------
+    action
+        Does one complete attempt (it must re-request the original URL).
+    settings
+        ``retries`` (attempts) and ``retry_time`` (total seconds of waiting).
+    what
+        Short description for log messages (no secrets).
+    on_retry
+        Called with the error before each wait (e.g. to keep a partial download).
+    rng
+        Jitter source (tests may pass a seeded one).
+
+    Raises
+    ------
+    DownloadError
+        The last error, when it is not retryable or the budget is spent.
+    """
+    rng = rng or random.Random()
+    waited = 0.0
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return action()
+        except DownloadError as err:
+            if not is_retryable(err) or attempt >= settings.retries:
+                raise
+            delay = delay_for(err, attempt, settings, rng)
+            if waited + delay > settings.retry_time:
+                log.warning(
+                    "giving up on %s: waiting %.1f s more would exceed BFA_RETRY_TIME=%.0f s",
+                    what,
+                    delay,
+                    settings.retry_time,
+                )
+                raise
+            log.warning(
+                "%s failed (%s); retry %d/%d in %.2f s",
+                what,
+                err,
+                attempt,
+                settings.retries - 1,
+                delay,
+            )
+            if on_retry is not None:
+                on_retry(err)
+            time.sleep(delay)
+            waited += delay

@@ -9,13 +9,18 @@ field). Either way, everything downstream reads a validated :class:`Manifest`.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
-from .schema import DATASETS, MANIFEST_SCHEMA_VERSION
+from intake_bfa.errors import ManifestError
+from intake_bfa.schema import DATASETS, MANIFEST_SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -234,8 +239,28 @@ def parse_manifest(data: Any, *, source: str, layout: str = "dated") -> Manifest
     )
 
 
+#: Parsed manifests by path, with the file's identity when parsed: a cached manifest is
+#: read and validated once per process, and again only when the file is replaced.
+_parsed: dict[str, tuple[tuple[int, int, int], Manifest]] = {}
+_parsed_lock = threading.Lock()
+
+
 def load_manifest(path: Path) -> Manifest:
-    """Read and validate a cached manifest file."""
+    """Read and validate a cached manifest file (memoised while the file is unchanged).
+
+    Cache files are only ever replaced atomically (a new inode), so the file's
+    ``(inode, size, mtime)`` identifies its content; a changed file is parsed again.
+    """
+    key = str(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    ident = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+    with _parsed_lock:
+        hit = _parsed.get(key)
+    if hit is not None and hit[0] == ident:
+        return hit[1]
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -243,4 +268,9 @@ def load_manifest(path: Path) -> Manifest:
             f"cannot read manifest {path}: {err}; run `bfa cache clear` for that version",
             path=str(path),
         ) from None
-    return parse_manifest(data, source=str(path), layout=data.get("layout", "dated"))
+    manifest = parse_manifest(data, source=str(path), layout=data.get("layout", "dated"))
+    log.debug("parsed manifest %s", path)
+    if ident is not None:
+        with _parsed_lock:
+            _parsed[key] = (ident, manifest)
+    return manifest

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .cache import write_sidecar
+from intake_bfa.cache.layout import write_sidecar
 
 ROW_GROUP_ROWS = 5_000
 COMPRESSION = "zstd"

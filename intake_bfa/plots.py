@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .datasets import DateLike
-from .errors import MissingDependencyError, QueryError
+from intake_bfa.errors import MissingDependencyError, QueryError
+from intake_bfa.filters import DateLike
 
 __all__ = [
     "MissingDependencyError",
@@ -43,7 +43,7 @@ DELISTING_COLOR = "#e76f51"
 LISTING_COLOR = "#264653"
 
 
-def _require_matplotlib() -> None:
+def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -67,17 +67,17 @@ def _pinned(query: Any, version: str | None) -> Iterator[Any]:
             )
         yield query
         return
-    from .query import Query
+    from intake_bfa.query import Query
 
     with Query(version or "latest") as q:
         yield q
 
 
 def _title(q: Any, what: str) -> str:
-    from .resolve import get_manifest
+    from intake_bfa.resolve import pin
 
     # The manifest is cached by the Query that pinned the version: no request here.
-    synthetic = get_manifest(q.settings, q.version).synthetic
+    synthetic = pin(q.version, q.settings).synthetic
     return f"{what}\nversion {q.version}" + (" — SYNTHETIC sample data" if synthetic else "")
 
 
@@ -150,7 +150,7 @@ def available_symbols(
         One line (label ``"available symbols"``); its y-data are
         ``Query.counts(start, end).available_symbols``.
     """
-    _require_matplotlib()
+    require_matplotlib()
     with _pinned(query, version) as q:
         counts = q.counts(start, end)
         title = _title(q, "Symbols available per day")
@@ -209,7 +209,7 @@ def symbol_timeline(
     -------
     matplotlib.figure.Figure
     """
-    _require_matplotlib()
+    require_matplotlib()
     import matplotlib.dates as mdates
 
     with _pinned(query, version) as q:
@@ -288,7 +288,7 @@ def listings_per_month(
         Two bar containers, labels ``"listings"`` (heights = counts) and
         ``"delistings"`` (heights = minus counts), one bar per month of the window.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.ticker import FuncFormatter
 
     with _pinned(query, version) as q:
@@ -348,7 +348,7 @@ def volume_share(
         One bar container (label ``"market share"``): bar widths are
         ``Query.top(date, n).market_share_pct``, in rank order.
     """
-    _require_matplotlib()
+    require_matplotlib()
     with _pinned(query, version) as q:
         day = q.coverage[1] if date is None else q._day(date, "date")
         top = q.top(day, n)

@@ -13,12 +13,12 @@ from typing import Any
 from intake.readers.datatypes import BaseData
 from intake.readers.readers import BaseReader
 
-from .config import Settings, get_settings
+from intake_bfa.config import Settings, get_settings
 
 
 def _ds():
     # Imported on first read, not when intake imports this plugin.
-    from . import datasets
+    from intake_bfa import datasets
 
     return datasets
 
@@ -87,7 +87,7 @@ class _BfaReader(BaseReader):
 
     def versions(self):
         """Versions available for this dataset's repository (see :func:`list_versions`)."""
-        from .releases import list_versions
+        from intake_bfa.releases import list_versions
 
         return list_versions(settings=self.data.settings())
 
@@ -98,15 +98,20 @@ class _BfaReader(BaseReader):
 
     def _repr_html_(self) -> str:
         """Schema, cache state and an example, from the local cache only (no network)."""
-        from .display import reader_html
+        from intake_bfa.cache.admin import dataset_state
+        from intake_bfa.display.notebook import reader_html
 
-        return reader_html(self)
+        meta = getattr(self, "metadata", {}) or {}
+        return reader_html(
+            self, dataset_state(self.data.dataset, self.data, meta.get("description"))
+        )
 
     def __repr__(self) -> str:
         try:
-            from .display import reader_text
+            from intake_bfa.cache.admin import dataset_state
+            from intake_bfa.display.notebook import reader_text
 
-            return reader_text(self)
+            return reader_text(self, dataset_state(self.data.dataset, self.data))
         except Exception:
             return super().__repr__()
 

@@ -20,17 +20,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache import CacheLayout, atomic_write_json, read_json
-from .config import Settings, get_settings
-from .errors import (
+from intake_bfa.cache.layout import CacheLayout, atomic_write_json, read_json
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.errors import (
     DownloadError,
     ManifestError,
     RepoNotFoundError,
     VersionNotFoundError,
     nearest,
 )
-from .http import api_get_json, safe_url
-from .manifest import MANIFEST_NAME, Manifest, check_asset_name, load_manifest
+from intake_bfa.http import api_get_json, safe_url
+from intake_bfa.manifest import MANIFEST_NAME, Manifest, check_asset_name, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,15 @@ class VersionInfo:
 
 class VersionList(list):
     """What :func:`list_versions` returns: a plain list of :class:`VersionInfo`, with a
-    compact terminal repr and a notebook table (see :mod:`intake_bfa.display`)."""
+    compact terminal repr and a notebook table (see :mod:`intake_bfa.display.notebook`)."""
 
     def _repr_html_(self) -> str:
-        from .display import versions_html
+        from intake_bfa.display.tables import versions_html
 
         return versions_html(self)
 
     def __repr__(self) -> str:
-        from .display import versions_text
+        from intake_bfa.display.tables import versions_text
 
         return versions_text(self)
 

@@ -12,13 +12,16 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import time
+from pathlib import Path
 from typing import Any
 
-from .cache import CacheLayout, atomic_write_json, read_ref, write_ref
-from .config import Settings, get_settings
-from .errors import (
+from intake_bfa.cache.layout import CacheLayout, atomic_write_json, read_ref, write_ref
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.display.text import age as format_age
+from intake_bfa.errors import (
     DownloadError,
     IntegrityError,
     ManifestError,
@@ -26,9 +29,9 @@ from .errors import (
     RateLimitError,
     VersionNotFoundError,
 )
-from .http import is_network_failure, open_url, safe_url
-from .manifest import MANIFEST_NAME, Manifest, load_manifest, parse_manifest
-from .releases import (
+from intake_bfa.http import is_network_failure, open_url, safe_url
+from intake_bfa.manifest import MANIFEST_NAME, Manifest, load_manifest, parse_manifest
+from intake_bfa.releases import (
     ROLLING_DB_ASSETS,
     ROLLING_RANKINGS_ASSET,
     ROLLING_TAG,
@@ -42,18 +45,10 @@ log = logging.getLogger(__name__)
 _PINNED_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}|rolling-\d{8}T\d{6}Z)$")
 
 
-def _age(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} minutes"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds / 86400:.1f} days"
-
-
 def _fallback_latest(layout: CacheLayout, reason: str, cause: Exception | None) -> str:
     ref = read_ref(layout)
     if ref:
-        age = _age(time.time() - float(ref.get("resolved_at", 0)))
+        age = format_age(time.time() - float(ref.get("resolved_at", 0)))
         log.warning(
             "%s; using cached latest version %s, resolved %s ago", reason, ref["version"], age
         )
@@ -69,6 +64,61 @@ def _fallback_latest(layout: CacheLayout, reason: str, cause: Exception | None) 
         version="latest",
         cache_dir=str(layout.root),
     ) from cause
+
+
+def pin(version: str = "latest", settings: Settings | None = None) -> Manifest:
+    """The validated manifest of ``version``, "latest" resolved: the one resolution path.
+
+    Every caller (datasets, ``bfa://``, queries, remote reads, the server) pins through
+    here. A pinned version costs a file check (its manifest is parsed once per process
+    and again only when the file is replaced); "latest" costs no request while the
+    cached pointer is younger than ``BFA_TTL`` and one conditional API request otherwise.
+
+    Parameters
+    ----------
+    version
+        ``"latest"``, a date like ``"2026-11-20"``, a tag ``"data-2026-11-20"`` or a
+        ``rolling-...`` version.
+    settings
+        Configuration; default :func:`intake_bfa.config.get_settings`.
+
+    Raises
+    ------
+    VersionNotFoundError
+        Malformed or unpublished version.
+    NotCachedError
+        Offline (or unreachable) with nothing cached.
+    """
+    settings = settings or get_settings()
+    if version != "latest":
+        hit = _pinned.get((version, settings))
+        if hit is not None and _identity(hit[0]) == hit[1]:
+            return hit[2]
+    pinned, release = resolve_release(version, settings)
+    manifest = get_manifest(settings, pinned, release)
+    if version != "latest":
+        path = CacheLayout(settings).manifest_path(pinned)
+        ident = _identity(path)
+        if ident is not None:
+            if len(_pinned) >= _PINNED_MEMO_SIZE:
+                _pinned.clear()
+            _pinned[(version, settings)] = (path, ident, manifest)
+    return manifest
+
+
+_PINNED_MEMO_SIZE = 256
+#: Pinned versions already checked, by (version as asked, settings): the manifest path, its
+#: identity when checked, and the manifest. A pin then costs one ``stat``; a replaced or
+#: removed manifest (``bfa cache clear``) is checked again.
+_pinned: dict[tuple[str, Settings], tuple[Path, tuple[int, int, int], Manifest]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def resolve_version(version: str = "latest", *, settings: Settings | None = None) -> str:

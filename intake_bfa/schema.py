@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import DatasetNotFoundError, nearest
+from intake_bfa.errors import DatasetNotFoundError, nearest
 
 #: Bumped when the manifest's structure changes incompatibly.
 MANIFEST_SCHEMA_VERSION = 1

@@ -94,7 +94,48 @@ def rolling(server, samples, monkeypatch):
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """Run the real ``bfa`` CLI in a subprocess with the current environment."""
+    """Run ``bfa`` in this process (``main([...])``), as a subprocess would see it.
+
+    ``env`` is applied for the call only; stdout and stderr (log lines included) are
+    captured; the exit status is ``main``'s return value or argparse's ``SystemExit``.
+    An unexpected exception becomes exit 1 with its traceback on stderr, as in a real
+    process. ``timeout`` is accepted for :func:`run_cli_process` compatibility.
+    """
+    import contextlib
+    import io
+    import traceback
+
+    from intake_bfa.cli import main
+
+    # Text streams over bytes, like a process's: the CLI writes CSV/Parquet to stdout.buffer.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
+    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    os.environ.update(env or {})
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    texts = []
+    for stream in (out, err):
+        stream.flush()
+        texts.append(stream.buffer.getvalue().decode("utf-8", errors="replace"))
+    return subprocess.CompletedProcess(["bfa", *args], code, *texts)
+
+
+def run_cli_process(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run the real ``bfa`` CLI in a subprocess (console-script, signal and exit-code tests)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(

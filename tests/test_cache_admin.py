@@ -10,16 +10,16 @@ import time
 import pytest
 
 import intake_bfa
-from intake_bfa.cache import CacheLayout, read_ref, sidecar_path, write_sidecar
-from intake_bfa.cache_admin import (
+from intake_bfa.cache.admin import (
     TEMP_MIN_AGE,
     RefreshResult,
     cache_status,
     clear,
     prune,
     refresh,
+    verify,
 )
-from intake_bfa.cache_verify import verify
+from intake_bfa.cache.layout import CacheLayout, read_ref, sidecar_path, write_sidecar
 from intake_bfa.config import get_settings
 from intake_bfa.errors import ConfigError, DownloadError, VersionNotFoundError
 from intake_bfa.resolve import resolve_version

@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import shutil
+import sys
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -528,3 +529,44 @@ def test_parse_listing_without_namespace_and_plus_encoding():
     assert obj.last_modified == dt.datetime(2024, 3, 1, 8, 31, 7)
     assert page.prefixes == ["x/币/"] and page.truncated and page.next_marker == "a+b c"
     assert not page.is_v2
+
+
+def test_botocore_failures_become_typed_errors():
+    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+    from intake_bfa.errors import DownloadError, RateLimitError
+    from intake_bfa.producer.s3 import _listing_error
+
+    def client_error(status: int, code: str, **headers: str) -> ClientError:
+        meta = {"HTTPStatusCode": status, "HTTPHeaders": headers}
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": meta}, "ListObjectsV2")
+
+    url = "http://127.0.0.1:1/b"
+    slow = _listing_error(client_error(503, "SlowDown", **{"retry-after": "3"}), url, "'x/'")
+    assert isinstance(slow, RateLimitError) and slow.context == {
+        "url": url,
+        "status": 503,
+        "reset": None,
+        "retry_after": "3",
+        "retryable": True,
+    }
+    for status, retryable in ((500, True), (429, True), (403, False), (400, False)):
+        err = _listing_error(client_error(status, "Boom"), url, "'x/'")
+        assert isinstance(err, DownloadError) and str(status) in str(err)
+        assert (err.status, err.retryable, err.url) == (status, retryable, url)
+    refused = OSError("new connection")
+    refused.__cause__ = ConnectionRefusedError()
+    err = _listing_error(EndpointConnectionError(endpoint_url=url, error=refused), url, "'x/'")
+    assert (err.status, err.retryable) == (None, False)
+    err = _listing_error(ReadTimeoutError(endpoint_url=url, error=TimeoutError()), url, "'x/'")
+    assert (err.status, err.retryable) == (None, True)
+    assert _listing_error(KeyError("not botocore's"), url, "'x/'") is None
+
+
+def test_missing_botocore_names_the_extra(monkeypatch):
+    from intake_bfa.errors import MissingDependencyError
+
+    for name in ("botocore", "botocore.config", "botocore.session"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'intake-bfa\[producer\]'"):
+        S3Client("http://127.0.0.1:1", "b", "http://127.0.0.1:1/b")

@@ -6,13 +6,18 @@ import json
 import time
 from html.parser import HTMLParser
 
-import pytest
-
 import intake_bfa
-from intake_bfa import display
-from intake_bfa.cache import CacheLayout
-from intake_bfa.cache_admin import CacheStatus, Entry, RepoStatus, VersionStatus, cache_status
+from intake_bfa.cache.admin import (
+    CacheStatus,
+    Entry,
+    RepoStatus,
+    VersionStatus,
+    cache_status,
+    dataset_state,
+)
+from intake_bfa.cache.layout import CacheLayout
 from intake_bfa.config import get_settings
+from intake_bfa.display import notebook as display
 from intake_bfa.releases import VersionInfo, VersionList
 from intake_bfa.schema import DATASETS
 
@@ -134,7 +139,7 @@ def test_pinned_version_is_shown_even_if_not_cached(tmp_path):
     cat = intake_bfa.open_catalog()
     reader = cat.symbols
     reader.data.version = "2020-01-01"
-    state = display.dataset_state("symbols", reader.data)
+    state = dataset_state("symbols", reader.data)
     assert state.version == "2020-01-01" and state.source == "pinned" and not state.cached
 
 
@@ -219,15 +224,10 @@ def test_browse_defaults_to_packaged_catalog_and_is_exported():
     assert view._repr_html_().count("<style>") == 1
 
 
-@pytest.mark.parametrize(("n", "text"), [(None, ""), (5, "5 B"), (1536, "1.5 KiB")])
-def test_human_size(n, text):
-    assert display.human_size(n) == text
-
-
 def test_display_module_is_light():
     import subprocess
     import sys
 
-    code = "import sys, intake_bfa.display; print('pandas' in sys.modules, 'duckdb' in sys.modules)"
+    code = "import sys, intake_bfa.display.notebook; print('pandas' in sys.modules, 'duckdb' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -7,7 +7,7 @@
   must exit 0.
 * A block preceded by ``<!-- not-run: REASON -->`` is skipped (and listed in
   :data:`NOT_RUN_EXPECTED`, so a new skip is a deliberate change).
-* ``docs/cli.md`` must equal ``python -m intake_bfa.cli_docs``.
+* ``docs/cli.md`` must equal ``python -m intake_bfa.cli.docs``.
 
 ``docs/recipes.md`` is written for the real data (version ``2026-11-20``); it runs with
 that version and its example dates mapped onto the sample (:data:`RECIPES_MAP`); its Spark
@@ -189,7 +189,7 @@ def test_every_page_has_runnable_examples():
 
 def test_cli_reference_is_generated():
     generated = subprocess.run(
-        [sys.executable, "-m", "intake_bfa.cli_docs"],
+        [sys.executable, "-m", "intake_bfa.cli.docs"],
         capture_output=True,
         text=True,
         check=True,
@@ -198,13 +198,13 @@ def test_cli_reference_is_generated():
     ).stdout
     committed = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert committed == generated, (
-        "docs/cli.md is stale: python -m intake_bfa.cli_docs > docs/cli.md"
+        "docs/cli.md is stale: python -m intake_bfa.cli.docs > docs/cli.md"
     )
 
 
 def test_cli_reference_covers_every_command():
     from intake_bfa.cli import build_parser
-    from intake_bfa.cli_docs import _commands
+    from intake_bfa.cli.docs import _commands
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for command, _, parser in _commands(build_parser()):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import intake_bfa
-from intake_bfa.cache import CacheLayout, read_sidecar
+from intake_bfa.cache.layout import CacheLayout, read_sidecar
 from intake_bfa.config import get_settings
 from intake_bfa.errors import DownloadError
 from intake_bfa.resolve import get_manifest

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import intake_bfa
-from intake_bfa.cache import CacheLayout
+from intake_bfa.cache.layout import CacheLayout
 from intake_bfa.config import get_settings
 from intake_bfa.errors import IntegrityError, ManifestError
 from intake_bfa.resolve import get_manifest

@@ -23,7 +23,9 @@ import intake_bfa
 from intake_bfa.catalog import catalog_yaml, open_catalog
 from intake_bfa.config import get_settings
 from intake_bfa.errors import ConfigError, IntegrityError, MirrorError, MissingDependencyError
-from intake_bfa.producer.mirror import (
+from intake_bfa.producer.mirror.source import listed_catalog
+from intake_bfa.producer.mirror.store import hash_file
+from intake_bfa.producer.mirror.sync import (
     MirrorStore,
     from_published,
     from_release_dir,
@@ -31,8 +33,6 @@ from intake_bfa.producer.mirror import (
     sync,
     verify_mirror,
 )
-from intake_bfa.producer.mirror_source import listed_catalog
-from intake_bfa.producer.mirror_store import hash_file
 from intake_bfa.producer.publish import publish
 from intake_bfa.producer.release_folder import read_release_dir
 from intake_bfa.testing.releases import SAMPLE_REPO

@@ -7,22 +7,20 @@ import os
 import subprocess
 import sys
 
+# matplotlib comes with the dev extra: a broken install must fail here, never skip.
+import matplotlib.dates as mdates
+import matplotlib.image as mimage
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
-matplotlib = pytest.importorskip("matplotlib")
+import intake_bfa
+from intake_bfa import plots
+from intake_bfa.cli import main
+from intake_bfa.errors import QueryError
+from intake_bfa.query import Query
 
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.image as mimage  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-import intake_bfa  # noqa: E402
-from intake_bfa import plots  # noqa: E402
-from intake_bfa.cli import build_parser, main  # noqa: E402
-from intake_bfa.errors import QueryError  # noqa: E402
-from intake_bfa.query import Query  # noqa: E402
-
-from .conftest import ROOT, V_NEW, V_OLD, run_cli  # noqa: E402
+from .conftest import ROOT, V_NEW, V_OLD, run_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -290,8 +288,3 @@ def test_cli_missing_symbol_in_a_real_process(tmp_path):
     res = run_cli("plot", "timeline", "--output", str(tmp_path / "x.png"))
     assert res.returncode == 2 and "needs --symbol" in res.stderr
     assert not (tmp_path / "x.png").exists()
-
-
-def test_cli_help_has_an_example():
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert "Example: bfa plot" in sub.choices["plot"].description

@@ -9,7 +9,14 @@ import pytest
 
 import intake_bfa
 from intake_bfa.config import get_settings
-from intake_bfa.errors import ConfigError, DownloadError, ManifestError, PublishError
+from intake_bfa.errors import (
+    AuthenticationError,
+    ConfigError,
+    DownloadError,
+    ManifestError,
+    PublishError,
+)
+from intake_bfa.http import open_url, read_body
 from intake_bfa.producer.build import sha256_file
 from intake_bfa.producer.github_write import GitHubWriter
 from intake_bfa.producer.publish import publish, retention_plan
@@ -281,3 +288,62 @@ def test_release_listing_follows_pagination(gh):
     listed = GitHubWriter(get_settings(token=TOKEN)).list_releases()
     assert len(listed) == 206 and "a-draft" in {r["tag_name"] for r in listed}
     assert [r.path.rsplit("page=", 1)[-1] for r in gh.requests][1:] == ["2", "3"]
+
+
+def test_transport_sends_bodies_and_the_token_only_where_allowed(gh, tmp_path):
+    """http.open_url with a method and a body: JSON bytes, a streamed file, token origins."""
+    settings = get_settings(token=TOKEN)
+    releases = f"{settings.api_url}/repos/{SAMPLE_REPO}/releases"
+    json_type = {"Content-Type": "application/json"}
+    fields = json.dumps({"tag_name": "t1", "draft": True}).encode()
+    resp = open_url(releases, settings, method="POST", data=fields, headers=json_type, ok=(201,))
+    rel = json.loads(read_body(resp, releases))
+    assert rel["tag_name"] == "t1" and rel["draft"]
+
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 9000)  # 2.2 MiB: several 1 MiB pieces
+    url = rel["upload_url"].split("{")[0] + "?name=blob.bin"
+    origins = (settings.api_origin, gh.uploads_url)
+    gh.clear_requests()
+    # By default the token goes to the API origin alone.
+    with pytest.raises(AuthenticationError):
+        open_url(url, settings, method="POST", data=b"x", ok=(201,))
+    with blob.open("rb") as fh:
+        resp = open_url(url, settings, method="POST", data=fh, ok=(201,), token_origins=origins)
+    asset = json.loads(read_body(resp, url))
+    assert asset["size"] == blob.stat().st_size
+    assert asset["digest"] == f"sha256:{sha256_file(blob)}"
+    refused, stored = gh.requests
+    assert (refused.status, stored.status) == (401, 201)
+    assert "Authorization" not in refused.headers and stored.headers["Authorization"]
+    assert stored.headers["Content-Length"] == str(blob.stat().st_size)
+    assert stored.headers["Content-Type"] == "application/octet-stream"
+    assert "Transfer-Encoding" not in stored.headers
+
+    # Bodiless requests follow redirects; the token stays on the origins allowed.
+    gh.clear_requests()
+    octets = {"Accept": "application/octet-stream"}
+    resp = open_url(asset["url"], settings, headers=octets, ok=(200,), token_origins=origins)
+    assert read_body(resp, asset["url"]) == blob.read_bytes()
+    assert [r.origin for r in gh.requests] == ["api", "objects"]
+    assert "Authorization" not in gh.requests[1].headers
+
+    # A request with a body is sent once, never redirected: the 3xx is its answer.
+    gh.inject("api", "/releases$", "status", status=307, headers={"Location": releases})
+    gh.clear_requests()
+    with pytest.raises(DownloadError) as info:
+        open_url(releases, settings, method="POST", data=fields, headers=json_type, ok=(201,))
+    assert info.value.status == 307 and len(gh.requests) == 1
+    assert str(info.value).startswith(f"POST {releases} answered HTTP 307")
+
+
+def test_writer_errors_carry_publisher_advice(gh):
+    writer = GitHubWriter(get_settings(token=TOKEN))
+    rel = writer.create_release({"tag_name": "t1", "draft": True})
+    gh.inject("api", r"/releases/\d+$", "status", status=403)
+    with pytest.raises(DownloadError, match=r"PATCH .* 403.*contents: write") as info:
+        writer.update_release(rel["id"], {"body": "x"})
+    assert not info.value.context["retryable"] and TOKEN not in str(info.value)
+    gh.inject("api", r"/releases/\d+$", "status", status=401)
+    with pytest.raises(AuthenticationError, match="set a valid GITHUB_TOKEN"):
+        writer.get_release(rel["id"])

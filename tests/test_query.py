@@ -17,7 +17,7 @@ import pytest
 import intake_bfa
 from intake_bfa.errors import QueryError
 from intake_bfa.query import Query
-from intake_bfa.query_sql import locked_connection
+from intake_bfa.query.sql import locked_connection
 
 from .conftest import V_NEW, V_OLD
 

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import intake_bfa
-from intake_bfa import datasets, remote
+from intake_bfa import datasets
+from intake_bfa.remote import relation as remote
 
 from .conftest import V_NEW
 

@@ -1,4 +1,4 @@
-"""Remote queries: DuckDB over a release's Parquet by HTTP range requests (intake_bfa.remote).
+"""Remote queries: DuckDB over a release's Parquet by HTTP range requests (intake_bfa.remote.relation).
 
 Everything runs against the local release server over real sockets, with a sample large
 enough (300 symbols, 4.3 MB of Parquet) that "reads few bytes" means something.
@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 import intake_bfa
-from intake_bfa import datasets, remote
-from intake_bfa.cache import CacheLayout
+from intake_bfa import datasets
+from intake_bfa.cache.layout import CacheLayout
 from intake_bfa.config import get_settings
 from intake_bfa.errors import IntegrityError, NotCachedError, QueryError
-from intake_bfa.remote import RemoteFileSystem, filesystem_of, remote_connection
+from intake_bfa.remote import relation as remote
+from intake_bfa.remote.relation import RemoteFileSystem, filesystem_of, remote_connection
 from intake_bfa.resolve import get_manifest
 from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases, publish_dated
 from intake_bfa.testing.server import ReleaseServer
@@ -175,7 +176,7 @@ def test_expired_signed_url_is_recovered(served, cache_redirects):
 
 def test_server_ignoring_range_still_gives_correct_results(served, big, caplog):
     served.inject("objects", _objects_path(), "ignore_range", times=1000)
-    with caplog.at_level(logging.WARNING, logger="intake_bfa.remote"):
+    with caplog.at_level(logging.WARNING, logger="intake_bfa.remote.relation"):
         rel, fs = _remote(**TIMELINE)
         got = _frame(rel)
     assert "ignores Range" in caplog.text

@@ -22,15 +22,15 @@ import yaml
 from intake_bfa.cli import build_parser, main
 from intake_bfa.config import get_settings
 from intake_bfa.errors import ConfigError, RepoNotFoundError, StatsError
-from intake_bfa.producer.stats import collect_stats, observe
-from intake_bfa.producer.stats_history import (
+from intake_bfa.producer.stats.counts import collect_stats, observe
+from intake_bfa.producer.stats.history import (
     HISTORY_HEADER,
     AssetCount,
     Snapshot,
     append_snapshot,
     read_history,
 )
-from intake_bfa.producer.stats_monthly import MonthTotal, evaluate, get_thresholds
+from intake_bfa.producer.stats.monthly import MonthTotal, evaluate, get_thresholds
 from intake_bfa.testing.server import ReleaseServer
 
 from .conftest import ROLLING_REPO, ROOT, V_NEW, V_OLD, run_cli
@@ -517,7 +517,7 @@ def test_the_stats_workflow_runs_bfa_stats_daily_and_commits_the_history():
 
 def test_stats_imports_stay_light():
     code = (
-        "import sys, intake_bfa.cli_stats, intake_bfa.producer.stats, intake_bfa.producer.stats_plot;"
+        "import sys, intake_bfa.cli.stats, intake_bfa.producer.stats.counts, intake_bfa.producer.stats.plot;"
         "print(sorted(m for m in ('pandas', 'pyarrow', 'duckdb', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

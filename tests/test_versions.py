@@ -7,7 +7,7 @@ import json
 import pytest
 
 import intake_bfa
-from intake_bfa.cache import CacheLayout, read_ref
+from intake_bfa.cache.layout import CacheLayout, read_ref
 from intake_bfa.config import get_settings
 from intake_bfa.errors import NotCachedError, RepoNotFoundError, VersionNotFoundError
 from intake_bfa.resolve import get_manifest, resolve_version

@@ -19,11 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..cache import atomic_write_bytes, atomic_writer
-from ..derive import SYMBOLS_SQL, write_parquet
-from ..manifest import MANIFEST_NAME
-from ..parquet_layout import TILED_ORDER
-from ..schema import DAILY_AVAILABILITY_COLUMNS, DATASETS, MANIFEST_SCHEMA_VERSION
+from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer
+from intake_bfa.derive import SYMBOLS_SQL, write_parquet
+from intake_bfa.manifest import MANIFEST_NAME
+from intake_bfa.parquet_layout import TILED_ORDER
+from intake_bfa.schema import DAILY_AVAILABILITY_COLUMNS, DATASETS, MANIFEST_SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, get_settings
-from ..errors import BfaError, CollectError, ConfigError
-from ..schema import FIRST_DATE
-from .s3 import S3Client
-from .state import (
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.errors import BfaError, CollectError, ConfigError
+from intake_bfa.producer.s3 import S3Client
+from intake_bfa.producer.state import (
     State,
     availability_schema,
     load_state,
@@ -38,7 +37,8 @@ from .state import (
     merge_volume,
     save_state,
 )
-from .volume import VolumeTargets, collect_volume, rows_to_table
+from intake_bfa.producer.volume import VolumeTargets, collect_volume, rows_to_table
+from intake_bfa.schema import FIRST_DATE
 
 log = logging.getLogger(__name__)
 

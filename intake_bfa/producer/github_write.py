@@ -1,14 +1,15 @@
-"""Authenticated writes to GitHub Releases: the REST calls a publisher needs, and uploads.
+"""The GitHub Releases REST calls a publisher makes: releases, assets, tags and uploads.
 
-Built on the standard library like :mod:`intake_bfa.http`, with the same token rule made one
-origin wider: the token goes to the configured API origin and to the uploads origin, and
-nowhere else. The uploads origin is ``https://uploads.github.com`` for github.com; for any
-other API (GitHub Enterprise, the local test server) it is the origin the authenticated API
-itself advertises in a release's ``upload_url``, as GitHub's own clients do. Writes never follow
-redirects, and verification downloads go through :func:`intake_bfa.http.open_url`, which sends
-the token to the API origin only, never to the object store it redirects to.
+Every request goes through :func:`intake_bfa.http.open_url` (redirects, status mapping to typed
+errors, timeouts), with its token rule made one origin wider: the token goes to the configured
+API origin and to the uploads origin, and nowhere else, redirect targets included. The uploads
+origin is ``https://uploads.github.com`` for github.com; for any other API (GitHub Enterprise,
+the local test server) it is the origin the authenticated API itself advertises in a release's
+``upload_url``, as GitHub's own clients do. Requests with a body are never redirected, and
+verification downloads send the token to the API origin only, never to the object store it
+redirects to.
 
-Each method makes a single attempt unless it says otherwise; :func:`intake_bfa.retry.with_retries`
+Each method makes a single attempt unless it says otherwise; :func:`intake_bfa.http.with_retries`
 classifies the :class:`~intake_bfa.errors.DownloadError` s raised here. :meth:`GitHubWriter.put_asset`
 is the careful upload: retried, tolerant of its own lost answers, verified afterwards.
 """
@@ -20,24 +21,15 @@ import http.client
 import json
 import logging
 import re
-import socket
-import urllib.error
-import urllib.request
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..config import Settings, _origin
-from ..errors import (
-    AuthenticationError,
-    DownloadError,
-    IntegrityError,
-    RateLimitError,
-    RepoNotFoundError,
-)
-from ..http import RETRY_STATUSES, USER_AGENT, lost_connection, open_url, safe_url
-from ..retry import with_retries
+from intake_bfa.config import Settings, url_origin
+from intake_bfa.errors import DownloadError, IntegrityError, RepoNotFoundError
+from intake_bfa.http import Advice, lost_connection, open_url, read_body, safe_url, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +51,6 @@ class LocalFile:
     sha256: str
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirected write is an error here, and urllib would copy Authorization along.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-class _Body:
-    """A file whose ``read`` returns 1 MiB whatever it is asked (http.client asks 8 KiB)."""
-
-    def __init__(self, fh: Any) -> None:
-        self._fh = fh
-
-    def read(self, _size: int = -1) -> bytes:
-        return self._fh.read(_CHUNK)
-
-
 class GitHubWriter:
     """The release-writing subset of the GitHub REST API for one repository.
 
@@ -97,8 +70,15 @@ class GitHubWriter:
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _token_for(self, url: str) -> bool:
-        return _origin(url) in (self.settings.api_origin, self._uploads)
+    def _advice(self, method: str) -> Advice:
+        repo = self.settings.repo
+        refused = f"check that GITHUB_TOKEN may write to {repo} (contents: write permission)"
+        return Advice(
+            unreachable="check the network and BFA_API_URL",
+            rate_limit="wait and publish again",
+            credentials="set a valid GITHUB_TOKEN",
+            refused="" if method == "GET" else refused,
+        )
 
     def request(
         self,
@@ -130,80 +110,30 @@ class GitHubWriter:
             resets and timeouts; :class:`RateLimitError` and :class:`AuthenticationError`
             for GitHub's rate limits and a rejected token.
         """
-        req = urllib.request.Request(url, method=method, headers={"User-Agent": USER_AGENT})
-        for key, value in _HEADERS.items():
-            req.add_header(key, value)
-        if self._token_for(url):
-            req.add_unredirected_header("Authorization", f"Bearer {self.settings.token}")
-        fh = None
+        headers = dict(_HEADERS)
+        body: bytes | None = None
         if data is not None:
-            req.data = json.dumps(data).encode()
-            req.add_header("Content-Type", "application/json")
+            headers["Content-Type"] = "application/json"
+            body = json.dumps(data).encode()
         elif path is not None:
-            fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
-            req.data = _Body(fh)  # type: ignore[assignment]
-            req.add_header("Content-Type", content_type or "application/octet-stream")
-            req.add_header("Content-Length", str(path.stat().st_size))
+            headers["Content-Type"] = content_type or "application/octet-stream"
+        with open(path, "rb") if path is not None and data is None else nullcontext(body) as sent:
+            resp = open_url(
+                url,
+                self.settings,
+                method=method,
+                headers=headers,
+                ok=ok,
+                data=sent,
+                token_origins=[o for o in (self.settings.api_origin, self._uploads) if o],
+                advice=self._advice(method),
+            )
+        answer = read_body(resp, url)
         try:
-            try:
-                resp = _OPENER.open(req, timeout=self.settings.timeout)
-            except urllib.error.HTTPError as err:
-                resp = err
-            status = resp.status if hasattr(resp, "status") else resp.code
-            try:
-                body = resp.read()
-            finally:
-                resp.close()
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-            reason = getattr(err, "reason", err)
-            raise DownloadError(
-                f"{method} {safe_url(url)} failed: {reason}",
-                url=safe_url(url),
-                status=None,
-                retryable=not isinstance(reason, ConnectionRefusedError | socket.gaierror),
-            ) from None
-        finally:
-            if fh is not None:
-                fh.close()
-        try:
-            payload = json.loads(body) if body else None
+            payload = json.loads(answer) if answer else None
         except ValueError:
             payload = None
-        if status in ok:
-            return status, payload, resp.headers
-        raise self._error(method, url, status, payload, resp.headers)
-
-    def _error(self, method: str, url: str, status: int, payload: Any, headers: Any) -> Exception:
-        message = payload.get("message", "") if isinstance(payload, dict) else ""
-        where = f"{method} {safe_url(url)}"
-        context = {
-            "url": safe_url(url),
-            "status": status,
-            "retry_after": headers.get("Retry-After"),
-        }
-        limited = headers.get("X-RateLimit-Remaining") == "0" or "rate limit" in message.lower()
-        if status == 429 or (status == 403 and (limited or headers.get("Retry-After"))):
-            reset = headers.get("X-RateLimit-Reset")
-            return RateLimitError(
-                f"{where}: GitHub rate limit ({status} {message}); wait and publish again",
-                reset=float(reset) if reset and reset.isdigit() else None,
-                retryable=True,
-                **context,
-            )
-        if status == 401:
-            return AuthenticationError(
-                f"{where} rejected GITHUB_TOKEN (401 {message}); set a valid token",
-                **context,
-            )
-        if status in (403, 404) and method != "GET":
-            message += (
-                f"; check that GITHUB_TOKEN may write to {self.settings.repo} "
-                "(contents: write permission)"
-            )
-        retryable = status in RETRY_STATUSES or status >= 500
-        return DownloadError(
-            f"{where} answered HTTP {status}: {message}", retryable=retryable, **context
-        )
+        return resp.status, payload, resp.headers
 
     def _retrying(self, method: str, url: str, *, what: str, **kwargs: Any) -> tuple[int, Any]:
         """:meth:`request` with retries; for idempotent calls only (GET, PATCH, DELETE)."""
@@ -286,8 +216,8 @@ class GitHubWriter:
         if self._uploads is None and base and not cleartext:
             # Not github.com: the API we already trust with the token says where uploads go
             # (GitHub Enterprise: /api/uploads on its own host), as GitHub's clients assume.
-            self._uploads = _origin(base)
-        if not base or _origin(base) != self._uploads:
+            self._uploads = url_origin(base)
+        if not base or url_origin(base) != self._uploads:
             raise DownloadError(
                 f"release upload_url {safe_url(base)!r} is not on the uploads origin "
                 f"{self._uploads}; refusing to send GITHUB_TOKEN there",

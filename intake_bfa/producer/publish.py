@@ -18,19 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, check_repo, get_settings
-from ..errors import ConfigError, DownloadError, IntegrityError, PublishError
-from ..manifest import MANIFEST_NAME
-from ..releases import (
+from intake_bfa.config import Settings, check_repo, get_settings
+from intake_bfa.errors import ConfigError, DownloadError, IntegrityError, PublishError
+from intake_bfa.http import with_retries
+from intake_bfa.manifest import MANIFEST_NAME
+from intake_bfa.producer.github_write import GitHubWriter
+from intake_bfa.producer.release_folder import LocalRelease, read_release_dir
+from intake_bfa.releases import (
     DATED_TAG_RE,
     ROLLING_DB_ASSETS,
     ROLLING_RANKINGS_ASSET,
     ROLLING_TAG,
     release_body_metadata,
 )
-from ..retry import with_retries
-from .github_write import GitHubWriter
-from .release_folder import LocalRelease, read_release_dir
 
 log = logging.getLogger(__name__)
 

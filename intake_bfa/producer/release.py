@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import atomic_write_bytes
-from ..catalog import catalog_yaml
-from ..errors import BfaError
-from .build import build_release
-from .state import load_state, to_daily_availability
-from .validate import (
+from intake_bfa.cache.layout import atomic_write_bytes
+from intake_bfa.catalog import catalog_yaml
+from intake_bfa.errors import BfaError
+from intake_bfa.producer.build import build_release
+from intake_bfa.producer.state import load_state, to_daily_availability
+from intake_bfa.producer.validate import (
     DROP_THRESHOLD,
     Finding,
     ValidationReport,

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ManifestError, PublishError
-from ..manifest import MANIFEST_NAME, check_asset_name, parse_manifest
-from ..releases import DATED_TAG_RE, release_body_metadata
-from .build import sha256_file
-from .github_write import LocalFile
+from intake_bfa.errors import ManifestError, PublishError
+from intake_bfa.manifest import MANIFEST_NAME, check_asset_name, parse_manifest
+from intake_bfa.producer.build import sha256_file
+from intake_bfa.producer.github_write import LocalFile
+from intake_bfa.releases import DATED_TAG_RE, release_body_metadata
 
 CATALOG_NAME = "catalog.yaml"
 NOTES_NAME = "RELEASE_NOTES.md"

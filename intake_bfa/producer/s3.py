@@ -1,14 +1,25 @@
-"""A small anonymous S3 client for Binance Vision: ListObjects pages and file downloads.
+"""Anonymous access to Binance Vision's public bucket: ListObjects pages and file downloads.
 
-Built on :func:`intake_bfa.http.open_url` (no boto3 at run time): the bucket is public,
-so a listing is one signed-nothing GET that answers XML. ListObjectsV2 is used
-(``start-after`` lets a daily run list only the trailing window of a folder); an endpoint
-that rejects it (400/405/501) or ignores it (answers without ``KeyCount``) is spoken to
-in v1 (``marker``) from then on. Keys and prefixes are requested with
-``encoding-type=url`` so that any byte survives the XML, and decoded here.
+Listings go through botocore, S3's reference client, with an unsigned configuration: it
+owns the wire format (query encoding, ``encoding-type=url`` and its decoding, the XML with
+or without namespace, error bodies, timestamps), so none of that is maintained here.
+botocore is imported only when a client is made, so importing this module stays cheap; it
+comes with the ``producer`` extra. Requests go to the configured endpoint only (path-style,
+checked before each send).
 
-Every request goes through :func:`intake_bfa.retry.with_retries` and is counted by kind,
-so a run can report what it cost.
+Kept in this module, on purpose:
+
+* retries: botocore's own are off, and every listing call goes through
+  :func:`intake_bfa.http.with_retries`, the project's one policy (``BFA_RETRIES``,
+  ``BFA_RETRY_TIME``, ``Retry-After``); botocore's failures become
+  :class:`~intake_bfa.errors.DownloadError` / :class:`~intake_bfa.errors.RateLimitError`.
+  Every HTTP request is counted by kind, so a run can report what it cost;
+* the listing strategy: ListObjectsV2 (``StartAfter`` lets a daily run list only the
+  trailing window of a folder), and ListObjects v1 (``Marker``) from then on when an
+  endpoint rejects v2 (400/405/501) or ignores it (answers without ``KeyCount``): botocore
+  speaks both but cannot tell which one an S3-compatible endpoint really implements;
+* downloads: plain GETs of ``{data_url}/{key}`` from the public download host (not the S3
+  API), through :func:`intake_bfa.http.open_url`.
 
 Configuration is read at call time: argument > environment > default, for
 ``BFA_S3_ENDPOINT``, ``BFA_S3_BUCKET`` and ``BFA_DATA_URL``.
@@ -17,19 +28,21 @@ Configuration is read at call time: argument > environment > default, for
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
+import socket
 import threading
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote_plus, urlencode, urlsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
-from ..config import Settings, get_settings
-from ..errors import ConfigError, DownloadError
-from ..http import open_url, read_body, safe_url
-from ..retry import with_retries
+from intake_bfa import __version__
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.errors import ConfigError, DownloadError, MissingDependencyError, RateLimitError
+from intake_bfa.http import RETRY_STATUSES, open_url, read_body, safe_url, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +53,11 @@ DEFAULT_DATA_URL = "https://data.binance.vision"
 MAX_KEYS = 1000
 #: Statuses meaning "this endpoint does not speak ListObjectsV2".
 _V2_REJECTED = {400, 405, 501}
-# RFC 3986 unreserved characters; everything else (``/`` and UTF-8 bytes included) is
-# percent-encoded, which is what S3's signature-free query parsing expects.
+#: S3 error codes that mean "slow down" (S3 answers them with 503).
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
+# RFC 3986 unreserved characters: the rest of a download key is percent-encoded.
 _UNRESERVED = "-_.~"
+_POOL = 32  # connections kept per client: more than collect's workers
 
 
 def _setting(value: str | None, variable: str, default: str, url: bool) -> str:
@@ -124,60 +139,152 @@ class Listing:
         return [p for page in self.pages for p in page.prefixes]
 
 
-def _local(tag: str) -> str:
-    # Tolerate servers that omit (or change) the 2006-03-01 namespace.
-    return tag.rsplit("}", 1)[-1]
+def _botocore() -> Any:
+    """The ``botocore`` package, or :class:`MissingDependencyError` naming the extra."""
+    try:
+        import botocore
+        import botocore.config
+        import botocore.exceptions
+        import botocore.handlers
+        import botocore.parsers
+        import botocore.session
+    except ImportError as err:
+        raise MissingDependencyError(
+            "listing Binance Vision (bfa collect) needs botocore, which is not installed; "
+            "install it with pip install 'intake-bfa[producer]'",
+            package="botocore",
+            extra="producer",
+        ) from err
+    return botocore
 
 
-def _utc_naive(text: str) -> dt.datetime:
-    stamp = dt.datetime.fromisoformat(text.strip())
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
-    return stamp
+def _utc_naive(stamp: dt.datetime) -> dt.datetime:
+    return stamp.astimezone(dt.UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+
+
+def _to_page(parsed: dict[str, Any], listed_at: dt.datetime) -> Page:
+    # ``parsed``: botocore's ListObjects(V2) output, keys already URL-decoded.
+    if "IsTruncated" not in parsed:  # S3 always sends it: this is no ListBucketResult
+        raise ValueError("the answer is not a ListBucketResult")
+    objects = [
+        S3Object(
+            key=item["Key"],
+            size=int(item.get("Size") or 0),
+            last_modified=_utc_naive(item["LastModified"]),
+            etag=str(item.get("ETag", "")).strip().strip('"'),
+        )
+        for item in parsed.get("Contents", [])
+    ]
+    return Page(
+        objects=objects,
+        prefixes=[p["Prefix"] for p in parsed.get("CommonPrefixes", [])],
+        listed_at=listed_at,
+        truncated=bool(parsed["IsTruncated"]),
+        token=parsed.get("NextContinuationToken") or None,
+        next_marker=parsed.get("NextMarker") or None,
+        is_v2="KeyCount" in parsed,
+    )
+
+
+@functools.cache
+def _output_shapes() -> tuple[Any, Any]:
+    model = _botocore().session.Session().get_service_model("s3")
+    return (
+        model.operation_model("ListObjectsV2").output_shape,
+        model.operation_model("ListObjects").output_shape,
+    )
 
 
 def parse_listing(body: bytes, listed_at: dt.datetime) -> Page:
-    """Parse a ``ListBucketResult`` document (v1 or v2).
+    """Parse a ``ListBucketResult`` document (v1 or v2) with botocore's S3 parser.
 
     Raises
     ------
     ValueError
         When the document is not a well-formed ``ListBucketResult``.
+    MissingDependencyError
+        When botocore is not installed.
     """
-    root = ET.fromstring(body)  # ParseError is a SyntaxError: caught by the caller
-    if _local(root.tag) != "ListBucketResult":
-        raise ValueError(f"expected ListBucketResult, got {_local(root.tag)}")
-    fields: dict[str, str] = {}
-    contents, prefixes = [], []
-    for child in root:
-        name = _local(child.tag)
-        if name == "Contents":
-            contents.append({_local(c.tag): (c.text or "") for c in child})
-        elif name == "CommonPrefixes":
-            prefixes.extend((c.text or "") for c in child if _local(c.tag) == "Prefix")
-        else:
-            fields[name] = child.text or ""
-    # encoding-type=url: botocore decodes with unquote_plus too (S3 may write + for space).
-    decode = unquote_plus if fields.get("EncodingType", "").lower() == "url" else str
-    objects = [
-        S3Object(
-            key=decode(item["Key"]),
-            size=int(item.get("Size") or 0),
-            last_modified=_utc_naive(item["LastModified"]),
-            etag=item.get("ETag", "").strip().strip('"'),
+    botocore = _botocore()
+    v2_shape, v1_shape = _output_shapes()
+    parser = botocore.parsers.create_parser("rest-xml")
+    response = {"body": body, "headers": {}, "status_code": 200}
+    try:
+        parsed = parser.parse(response, v2_shape)
+        decode = botocore.handlers.decode_list_object_v2
+        if "KeyCount" not in parsed:  # a v1 answer: read its NextMarker too
+            parsed = parser.parse(response, v1_shape)
+            decode = botocore.handlers.decode_list_object
+    except botocore.parsers.ResponseParserError as err:
+        raise ValueError(str(err)) from None
+    # What botocore does when it asked for encoding-type=url itself (it decodes with
+    # unquote_plus: S3 may write + for a space).
+    decode(parsed=parsed, context={"encoding_type_auto_set": True})
+    return _to_page(parsed, listed_at)
+
+
+def _refused(error: BaseException | None) -> bool:
+    # A refused connection or an unknown host, anywhere in the exception's chain.
+    for _ in range(10):
+        if error is None:
+            return False
+        if isinstance(error, ConnectionRefusedError | socket.gaierror):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _listing_error(err: BaseException, url: str, what: str) -> DownloadError | None:
+    """The project's error for what botocore raised on a listing call; None if not botocore's.
+
+    429 and S3's ``SlowDown`` family: :class:`RateLimitError`. Other HTTP answers:
+    :class:`DownloadError` with ``status`` (retryable for 408/425/429/5xx). An unreadable
+    answer: status 200, retryable. Connection failures: status None, retryable except
+    refused connections and unknown hosts (they fail the same way a moment later).
+    ``url`` (endpoint and bucket) and ``what`` (what was listed) go into the message.
+    """
+    botocore = _botocore()
+    exc, parsers = botocore.exceptions, botocore.parsers
+    if isinstance(err, exc.ClientError):
+        meta = err.response.get("ResponseMetadata") or {}
+        status = meta.get("HTTPStatusCode")
+        retry_after = (meta.get("HTTPHeaders") or {}).get("retry-after")
+        error = err.response.get("Error") or {}
+        code, message = error.get("Code") or "", error.get("Message") or ""
+        answer = f"{url} answered HTTP {status}" + (f" {code}" if code else "")
+        answer += (f": {message}" if message else "") + f" listing {what}"
+        if status == 429 or code in _THROTTLED:
+            hint = f"{answer}; the endpoint asks to slow down (try fewer --workers)"
+            return RateLimitError(
+                hint, url=url, status=status, reset=None, retry_after=retry_after, retryable=True
+            )
+        retryable = status is not None and (status in RETRY_STATUSES or status >= 500)
+        return DownloadError(
+            answer, url=url, status=status, retry_after=retry_after, retryable=retryable
         )
-        for item in contents
-    ]
-    marker = fields.get("NextMarker")
-    return Page(
-        objects=objects,
-        prefixes=[decode(p) for p in prefixes],
-        listed_at=listed_at,
-        truncated=fields.get("IsTruncated", "false").strip().lower() == "true",
-        token=fields.get("NextContinuationToken") or None,
-        next_marker=decode(marker) if marker else None,
-        is_v2="KeyCount" in fields,
-    )
+    if isinstance(err, parsers.ResponseParserError):
+        return DownloadError(
+            f"{url} answered an unreadable listing for {what}: {str(err)[:200]}",
+            url=url,
+            status=200,
+            retryable=True,
+        )
+    if isinstance(err, exc.HTTPClientError | exc.ConnectionError | exc.IncompleteReadError):
+        cause = err.kwargs.get("error")
+        return DownloadError(
+            f"could not reach {url} listing {what}: {cause or err}; check the network "
+            "and BFA_S3_ENDPOINT",
+            url=url,
+            status=None,
+            retryable=not _refused(cause),
+        )
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 class S3Client:
@@ -203,10 +310,17 @@ class S3Client:
     protocol
         ``"v2"`` until the endpoint shows it only speaks ``"v1"``.
 
+    Raises
+    ------
+    ConfigError
+        For an invalid endpoint, bucket or download URL.
+    MissingDependencyError
+        When botocore (the ``producer`` extra) is not installed.
+
     Notes
     -----
-    Safe to share between threads: counters are locked, everything else is read-only
-    except :attr:`protocol`, which only ever moves from v2 to v1.
+    Safe to share between threads: botocore clients are, counters are locked, and
+    :attr:`protocol` only ever moves from v2 to v1.
     """
 
     def __init__(
@@ -225,8 +339,39 @@ class S3Client:
         self.max_keys = max(1, min(int(max_keys), MAX_KEYS))
         self.protocol = "v2"
         self._lock = threading.Lock()
+        self._local = threading.local()  # the kind of the call this thread is making
         self._requests: Counter[str] = Counter()
         self._retries: Counter[str] = Counter()
+        self._client = self._make_client()
+
+    def _make_client(self) -> Any:
+        botocore = _botocore()
+        config = botocore.config.Config(
+            signature_version=botocore.UNSIGNED,  # public bucket: no credentials looked up
+            retries={"total_max_attempts": 1, "mode": "standard"},  # with_retries retries
+            connect_timeout=self.settings.timeout,
+            read_timeout=self.settings.timeout,
+            max_pool_connections=_POOL,
+            s3={"addressing_style": "path"},  # {endpoint}/{bucket}: no other host
+            user_agent_extra=f"intake-bfa/{__version__}",
+        )
+        # Unsigned requests carry no region; the endpoint URL alone says where they go.
+        client = botocore.session.Session().create_client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1", config=config
+        )
+        client.meta.events.register("before-send.s3", self._before_send)
+        return client
+
+    def _before_send(self, request: Any, **kwargs: Any) -> None:
+        # Every HTTP request botocore sends passes here: count it, and keep it on the endpoint.
+        if _origin(request.url) != _origin(self.endpoint):
+            raise DownloadError(
+                f"refusing to send a request to {safe_url(request.url)}: only "
+                f"{self.endpoint} (BFA_S3_ENDPOINT) is configured",
+                url=safe_url(request.url),
+                status=None,
+            )
+        self._count(getattr(self._local, "kind", "list"))
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -248,21 +393,27 @@ class S3Client:
 
     # -- listing ------------------------------------------------------------------------
 
-    def _page(self, params: dict[str, str], kind: str, what: str) -> Page:
-        query = urlencode(params, quote_via=quote, safe=_UNRESERVED)
-        url = f"{self.endpoint}/{quote(self.bucket, safe='')}?{query}"
+    def _page(self, operation: str, params: dict[str, Any], kind: str, what: str) -> Page:
+        url = safe_url(f"{self.endpoint}/{quote(self.bucket, safe='')}")
+        call = getattr(self._client, operation)
 
         def attempt() -> Page:
-            self._count(kind)
-            body = read_body(open_url(url, self.settings, ok=(200,)), url)
+            self._local.kind = kind
+            try:
+                parsed = call(Bucket=self.bucket, **params)
+            except Exception as err:
+                mapped = _listing_error(err, url, what)
+                if mapped is None:
+                    raise
+                raise mapped from None
             listed_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             try:
-                return parse_listing(body, listed_at)
-            except (ValueError, SyntaxError, KeyError) as err:
+                return _to_page(parsed, listed_at)
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
                 # A cut-off or garbled answer: asking again usually cures it.
                 raise DownloadError(
-                    f"{safe_url(url)} answered an unreadable listing for {what}: {err}",
-                    url=safe_url(url),
+                    f"{url} answered an unreadable listing for {what}: {err!r}",
+                    url=url,
                     status=200,
                     retryable=True,
                 ) from None
@@ -332,20 +483,21 @@ class S3Client:
         token: str | None,
         kind: str,
     ) -> Page:
-        common = {"prefix": prefix, "encoding-type": "url", "max-keys": str(self.max_keys)}
+        # botocore adds encoding-type=url itself and decodes the answer.
+        common: dict[str, Any] = {"Prefix": prefix, "MaxKeys": self.max_keys}
         if delimiter:
-            common["delimiter"] = delimiter
+            common["Delimiter"] = delimiter
         if self.protocol == "v2":
-            params = {"list-type": "2", **common}
+            params = dict(common)
             if token:
-                params["continuation-token"] = token
+                params["ContinuationToken"] = token
             elif marker and marker != start_after:
-                # Resuming after an answer without token: start-after our last result.
-                params["start-after"] = marker
+                # Resuming after an answer without token: start after our last result.
+                params["StartAfter"] = marker
             elif start_after:
-                params["start-after"] = start_after
+                params["StartAfter"] = start_after
             try:
-                page = self._page(params, kind, repr(prefix))
+                page = self._page("list_objects_v2", params, kind, repr(prefix))
             except DownloadError as err:
                 if err.context.get("status") not in _V2_REJECTED:
                     raise
@@ -361,8 +513,8 @@ class S3Client:
                 self.protocol = "v1"
         params = dict(common)
         if marker:
-            params["marker"] = marker
-        return self._page(params, kind, repr(prefix))
+            params["Marker"] = marker
+        return self._page("list_objects", params, kind, repr(prefix))
 
     def list(
         self,

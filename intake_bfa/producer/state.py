@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cache import atomic_write_bytes
-from ..schema import FIRST_DATE
+from intake_bfa.cache.layout import atomic_write_bytes
+from intake_bfa.schema import FIRST_DATE
 
 STATE_VERSION = 1
 AVAILABILITY_FILE = "availability.parquet"

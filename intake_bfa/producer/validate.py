@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cache import atomic_write_bytes
+from intake_bfa.cache.layout import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

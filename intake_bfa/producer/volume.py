@@ -24,9 +24,9 @@ import zipfile
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import DownloadError
-from .s3 import S3Client, S3Object
-from .state import VOLUME_COLUMNS, State
+from intake_bfa.errors import DownloadError
+from intake_bfa.producer.s3 import S3Client, S3Object
+from intake_bfa.producer.state import VOLUME_COLUMNS, State
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def rows_to_table(rows: list[dict[str, Any]]):
     """Arrow table with :func:`~intake_bfa.producer.state.volume_schema` from row dicts."""
     import pyarrow as pa
 
-    from .state import volume_schema
+    from intake_bfa.producer.state import volume_schema
 
     schema = volume_schema()
     return pa.table({name: [r[name] for r in rows] for name in schema.names}, schema=schema)

@@ -20,17 +20,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from ..errors import (
+from intake_bfa import __version__
+from intake_bfa.errors import (
     BfaError,
     DatasetNotFoundError,
     NotCachedError,
     QueryError,
     VersionNotFoundError,
 )
-from .access_log import AccessLogMiddleware
-from .encode import MEDIA_TYPES, choose_format, encode
-from .engine import Engine
+from intake_bfa.serve.access_log import AccessLogMiddleware
+from intake_bfa.serve.encode import MEDIA_TYPES, choose_format, encode
+from intake_bfa.serve.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/v1/datasets", tags=["catalog"], summary="Datasets and their columns")
     def datasets() -> dict[str, Any]:
-        from ..schema import DATASETS
+        from intake_bfa.schema import DATASETS
 
         out = []
         for spec in DATASETS.values():
@@ -359,6 +359,6 @@ def _disposition(filename: str) -> str:
 
 
 def _arrow(relation: Any) -> Any:
-    from ..query import fetch_arrow
+    from intake_bfa.query.api import fetch_arrow
 
     return fetch_arrow(relation)

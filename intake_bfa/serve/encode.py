@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any
 
-from ..errors import QueryError
+from intake_bfa.errors import QueryError
 
 #: Format name -> media type of the response.
 MEDIA_TYPES = {

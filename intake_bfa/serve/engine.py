@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Settings, get_settings
-from ..errors import BfaError, QueryError, VersionNotFoundError, nearest
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.errors import BfaError, QueryError, VersionNotFoundError, nearest
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,11 @@ class Engine:
         BfaError
             When a version cannot be resolved or fetched (e.g. offline and not cached).
         """
-        from ..datasets import ensure_local
-        from ..resolve import get_manifest, resolve_release
+        from intake_bfa.datasets import ensure_local
+        from intake_bfa.resolve import pin
 
         for wanted in self.requested:
-            pinned, release = resolve_release(wanted, self.settings)
-            manifest = get_manifest(self.settings, pinned, release)
+            manifest = pin(wanted, self.settings)
             if manifest.version in self.versions:
                 continue
             for name in SERVED_DATASETS + (("availability_db",) if self.database else ()):
@@ -212,7 +211,7 @@ class Engine:
         return served
 
     def _new_query(self, version: str) -> Any:
-        from ..query import Query
+        from intake_bfa.query import Query
 
         q = Query(version, settings=self._offline)
         q.sql_limits = {"memory_limit": self.limits.memory_limit, "threads": self.limits.threads}

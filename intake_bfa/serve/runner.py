@@ -8,8 +8,8 @@ import socket
 import threading
 from collections.abc import Callable
 
-from ..errors import ConfigError, MissingDependencyError
-from .engine import Engine
+from intake_bfa.errors import ConfigError, MissingDependencyError
+from intake_bfa.serve.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def serve(
     require_server()
     import uvicorn
 
-    from .app import create_app
+    from intake_bfa.serve.app import create_app
 
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

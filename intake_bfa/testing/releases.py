@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..producer.build import STORAGE_VERSION, build_release, gzip_file, load_database
-from ..releases import ROLLING_RANKINGS_ASSET, release_body_metadata
-from .server import ReleaseServer
-from .synthetic import SYNTHETIC_NOTE, generate_daily_availability
+from intake_bfa.producer.build import STORAGE_VERSION, build_release, gzip_file, load_database
+from intake_bfa.releases import ROLLING_RANKINGS_ASSET, release_body_metadata
+from intake_bfa.testing.server import ReleaseServer
+from intake_bfa.testing.synthetic import SYNTHETIC_NOTE, generate_daily_availability
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ handlers), :mod:`.faults` (fault injection), :mod:`.recording` and :mod:`.errors
 
 from __future__ import annotations
 
-from .core import ReleaseServer
-from .recording import RecordedRequest
+from intake_bfa.testing.server.core import ReleaseServer
+from intake_bfa.testing.server.recording import RecordedRequest
 
 __all__ = ["RecordedRequest", "ReleaseServer"]

@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import JSON_TYPE, api_error
-from .faults import send
-from .objects import Signer
-from .store import Release, Repo, Store
+from intake_bfa.testing.server.errors import JSON_TYPE, api_error
+from intake_bfa.testing.server.faults import send
+from intake_bfa.testing.server.objects import Signer
+from intake_bfa.testing.server.store import Release, Repo, Store
 
 _RATE_MSG = (
     "API rate limit exceeded for 127.0.0.1. (But here's the good news: Authenticated "

@@ -16,13 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .api import ApiOrigin
-from .errors import not_found
-from .faults import FaultQueue
-from .objects import DownloadOrigins, Signer
-from .recording import RecordedRequest, Recorder
-from .store import Store
-from .writes import WriteOrigins
+from intake_bfa.testing.server.api import ApiOrigin
+from intake_bfa.testing.server.errors import not_found
+from intake_bfa.testing.server.faults import FaultQueue
+from intake_bfa.testing.server.objects import DownloadOrigins, Signer
+from intake_bfa.testing.server.recording import RecordedRequest, Recorder
+from intake_bfa.testing.server.store import Store
+from intake_bfa.testing.server.writes import WriteOrigins
 
 log = logging.getLogger(__package__)
 

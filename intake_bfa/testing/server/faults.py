@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import api_error, expired
+from intake_bfa.testing.server.errors import api_error, expired
 
 log = logging.getLogger(__package__)
 

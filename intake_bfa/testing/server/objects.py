@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from .errors import expired, not_found, xml_error
-from .faults import ignores_range, send
-from .store import Store
+from intake_bfa.testing.server.errors import expired, not_found, xml_error
+from intake_bfa.testing.server.faults import ignores_range, send
+from intake_bfa.testing.server.store import Store
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 

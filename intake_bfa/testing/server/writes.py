@@ -23,9 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import JSON_TYPE, api_error
-from .faults import current_fault, cut
-from .store import Asset, Release, Repo, Store
+from intake_bfa.testing.server.errors import JSON_TYPE, api_error
+from intake_bfa.testing.server.faults import current_fault, cut
+from intake_bfa.testing.server.store import Asset, Release, Repo, Store
 
 log = logging.getLogger(__package__)
 

@@ -1,0 +1,55 @@
+"""What every ``bfa`` command shares: exit codes, the option -> Settings rule, argparse types."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Settings from the shared ``--repo/--api-url/--cache-dir/--offline`` options."""
+    from intake_bfa.config import get_settings
+
+    return get_settings(
+        repo=args.repo,
+        api_url=args.api_url,
+        cache_dir=args.cache_dir,
+        offline=True if args.offline else None,
+    )
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in ``low`` .. ``high`` (inclusive)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+
+    return parse
+
+
+def real_number(low: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number >= ``low`` (> ``low`` with ``above``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be a number {'>' if above else '>='} {low:g}"
+            )
+        return value
+
+    return parse

@@ -1,0 +1,88 @@
+"""Filters and SQL text: dates, filter planning, identifier quoting, the one SELECT builder.
+
+Every reader (local Parquet through pyarrow or DuckDB, remote Parquet through DuckDB) plans
+its ``start``/``end``/``symbols`` filters here, so they are validated once and mean the same
+everywhere. Values are always bound as parameters; identifiers, which cannot be, are quoted
+by :func:`quote_identifier`, so no text escapes into the SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from intake_bfa.errors import QueryError
+from intake_bfa.schema import DatasetSpec
+
+DateLike = str | dt.date | dt.datetime
+#: A planned filter: ``(column, op, value)``, op one of ``>=``, ``<=``, ``in``.
+Filter = tuple[str, str, Any]
+
+
+def as_date(value: DateLike, name: str) -> dt.date:
+    """``value`` as a date; a :class:`~intake_bfa.errors.QueryError` naming ``name`` if it is not one."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise QueryError(
+            f"{name}={value!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)",
+            argument=name,
+            value=value,
+        ) from None
+
+
+def plan_filters(
+    spec: DatasetSpec,
+    start: DateLike | None,
+    end: DateLike | None,
+    symbols: str | Sequence[str] | None,
+) -> list[Filter]:
+    """Validate filters and express them as ``(column, op, value)`` triples."""
+    filters: list[Filter] = []
+    if (start is not None or end is not None) and not spec.has_date:
+        raise QueryError(
+            f"{spec.name} has no date column; date filters apply to daily_availability "
+            "and volume_rankings",
+            dataset=spec.name,
+        )
+    lo = as_date(start, "start") if start is not None else None
+    hi = as_date(end, "end") if end is not None else None
+    if lo and hi and lo > hi:
+        raise QueryError(f"start {lo} is after end {hi}", start=str(lo), end=str(hi))
+    if lo:
+        filters.append(("date", ">=", lo))
+    if hi:
+        filters.append(("date", "<=", hi))
+    if symbols is not None:
+        names = [symbols] if isinstance(symbols, str) else list(symbols)
+        if not names or not all(isinstance(s, str) and s for s in names):
+            raise QueryError("symbols must be a symbol or a non-empty list of symbols")
+        filters.append(("symbol", "in", names))
+    return filters
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (identifiers cannot be bound as parameters)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def select_sql(columns: Sequence[str] | None, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    """``SELECT <columns> FROM read_parquet(?) WHERE ...`` and the filter values to bind.
+
+    The first parameter (the Parquet source) is the caller's: bind ``[source, *params]``.
+    """
+    cols = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
+    where, params = [], []
+    for column, op, value in filters:
+        if op == "in":
+            where.append(f"list_contains(?, {quote_identifier(column)})")
+        else:
+            where.append(f"{quote_identifier(column)} {op} ?")
+        params.append(value)
+    sql = f"SELECT {cols} FROM read_parquet(?)" + (" WHERE " + " AND ".join(where) if where else "")
+    return sql, params

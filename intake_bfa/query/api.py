@@ -1,0 +1,589 @@
+"""Answers to the questions users ask, from one pinned version of the datasets.
+
+>>> from intake_bfa.query import Query
+>>> q = Query()                                  # "latest", resolved once, then pinned
+>>> q.snapshot("2021-03-04")                     # symbols available that day
+>>> q.universe("2021-01-01", "2021-03-31", min_volume=1e6, quote="USDT")
+>>> q.timeline("BTCUSDT", as_relation=True)      # a lazy DuckDB relation instead
+
+A :class:`Query` resolves its version once, at construction: every answer of one
+object comes from the same version, even if "latest" moves meanwhile. It runs
+DuckDB over the verified local files (downloaded on first need, one dataset at a
+time) through one in-memory connection holding a view per dataset. Every method
+returns a pandas DataFrame, or with ``as_relation=True`` a DuckDB relation on
+that connection (valid until :meth:`Query.close`). Values are always bound as
+parameters; bad input raises :class:`~intake_bfa.errors.QueryError` (a
+``ValueError``) with a one-line message.
+
+Definitions
+-----------
+listing
+    A symbol's first available date (``symbols.first_date``). Symbols already
+    trading when the data starts (2019-12-31) are "listed" on that first day.
+delisting
+    The last available date of a symbol that is not listed now
+    (``symbols.listed_now`` is false: no file on the last two covered dates, or a
+    ``...SETTLED`` history). "Now" is the end of the version's coverage, so a
+    pinned version answers as of its own date; a symbol whose last two days are
+    merely late on Binance Vision looks delisted until they appear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from intake_bfa.config import Settings, get_settings
+from intake_bfa.datasets import ensure_local
+from intake_bfa.errors import QueryError
+from intake_bfa.filters import DateLike, as_date
+from intake_bfa.query import sql as S
+from intake_bfa.resolve import pin
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Query", "fetch_arrow"]
+
+
+class Query:
+    """Query the datasets of one pinned version.
+
+    Parameters
+    ----------
+    version
+        ``"latest"`` (resolved now, once) or a pinned version such as ``"2026-11-20"``.
+    settings
+        Configuration; default :func:`intake_bfa.config.get_settings`.
+
+    Attributes
+    ----------
+    version : str
+        The concrete version every answer comes from.
+    coverage : tuple of datetime.date
+        First and last covered day (inclusive).
+
+    Notes
+    -----
+    A Query holds one DuckDB connection and is not thread-safe: use one per thread
+    (creating one costs a few cached-file reads, no download). Use it as a context
+    manager, or call :meth:`close`, to release the connection. :meth:`sql` runs a
+    user's SELECT on a separate, locked-down connection.
+    """
+
+    # --- pinning, connections and validation ------------------------------------------------
+
+    def __init__(self, version: str = "latest", settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._manifest = pin(version, self.settings)
+        self.version: str = self._manifest.version
+        self._con: Any = None
+        self._views: set[str] = set()
+        self._sql_con: Any = None
+        self._sql_database = False
+        self._coverage: tuple[dt.date, dt.date] | None = None
+        if self._manifest.coverage:
+            lo, hi = self._manifest.coverage
+            self._coverage = (dt.date.fromisoformat(lo), dt.date.fromisoformat(hi))
+        self._symbols: frozenset[str] | None = None
+        self._quotes: frozenset[str] | None = None
+        #: DuckDB settings applied to the locked SQL connection before it is locked,
+        #: e.g. ``{"memory_limit": "1GB", "threads": 2}`` (a server bounds each query).
+        self.sql_limits: dict[str, Any] = {}
+        log.debug("query pinned to %s of %s", self.version, self.settings.repo)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(version={self.version!r}, repo={self.settings.repo!r})"
+
+    def __enter__(self) -> Query:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the DuckDB connections; relations returned earlier stop working."""
+        for con in (self._con, self._sql_con):
+            if con is not None:
+                con.close()
+        self._con = self._sql_con = None
+        self._views.clear()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def path(self, dataset: str) -> Path:
+        """Verified local file of ``dataset`` at this version (downloaded on first need)."""
+        return ensure_local(self.settings, self._manifest, dataset)
+
+    def _connection(self, views: Sequence[str]) -> Any:
+        import duckdb
+
+        if self._con is None:
+            self._con = duckdb.connect(":memory:")
+        for name in views:
+            if name not in self._views:
+                self._con.read_parquet(str(self.path(name))).create_view(name, replace=True)
+                self._views.add(name)
+        return self._con
+
+    def _run(self, sql: str, params: list[Any], views: Sequence[str], as_relation: bool):
+        import duckdb
+
+        con = self._connection(views)
+        log.debug("query %s params %r", " ".join(sql.split()), params)
+        try:
+            if as_relation:
+                return con.sql(sql, params=params)
+            return con.execute(sql, params).df()
+        except duckdb.Error as err:
+            raise S.sql_error(err) from None
+
+    @property
+    def coverage(self) -> tuple[dt.date, dt.date]:
+        """``(first_date, last_date)`` covered by this version (inclusive)."""
+        if self._coverage is None:
+            # Releases without coverage in their manifest: ask the data once.
+            lo, hi = self._connection(["daily_availability"]).execute(S.COVERAGE).fetchall()[0]
+            self._coverage = (lo, hi)
+        return self._coverage
+
+    def _day(self, value: DateLike, name: str) -> dt.date:
+        if isinstance(value, bool) or not isinstance(value, (str, dt.date)):
+            raise QueryError(
+                f"{name}={value!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)",
+                argument=name,
+                value=value,
+            )
+        day = as_date(value, name)
+        lo, hi = self.coverage
+        if not lo <= day <= hi:
+            raise QueryError(
+                f"{name} {day} is outside the coverage of version {self.version} ({lo} .. {hi})",
+                argument=name,
+                value=str(day),
+                coverage=(str(lo), str(hi)),
+            )
+        return day
+
+    def _window(
+        self, start: DateLike | None, end: DateLike | None, *, single: bool = False
+    ) -> tuple[dt.date, dt.date]:
+        """Inclusive bounds; None means the coverage edge (``single``: end defaults to start)."""
+        lo = self._day(start, "start") if start is not None else self.coverage[0]
+        if end is not None:
+            hi = self._day(end, "end")
+        else:
+            hi = lo if single and start is not None else self.coverage[1]
+        if lo > hi:
+            raise QueryError(f"start {lo} is after end {hi}", start=str(lo), end=str(hi))
+        return lo, hi
+
+    def _known_symbols(self) -> frozenset[str]:
+        if self._symbols is None:
+            rows = self._connection(["symbols"]).execute(S.KNOWN_SYMBOLS).fetchall()
+            self._symbols = frozenset(r[0] for r in rows)
+        return self._symbols
+
+    def _symbol(self, symbol: str) -> str:
+        if not isinstance(symbol, str) or not symbol:
+            raise QueryError(f"symbol must be a non-empty string, not {symbol!r}", symbol=symbol)
+        known = self._known_symbols()
+        if symbol in known:
+            return symbol
+        # Compare upper-cased so "btcusdt" suggests BTCUSDT; suggest the real spelling.
+        by_upper = {s.upper(): s for s in known}
+        close = difflib.get_close_matches(symbol.upper(), list(by_upper), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(by_upper[c] for c in close)}?" if close else ""
+        raise QueryError(
+            f"unknown symbol {symbol!r} in version {self.version}{hint}",
+            symbol=symbol,
+            suggestions=[by_upper[c] for c in close],
+        )
+
+    def _filters(
+        self, quote: str | None, kind: str | None, listed_now: bool | None = None
+    ) -> tuple[str, list[Any]]:
+        """Constant SQL fragments for the optional symbol filters, and their values."""
+        sql, params = "", []
+        if quote is not None:
+            if self._quotes is None:
+                rows = self._connection(["symbols"]).execute(S.KNOWN_QUOTES).fetchall()
+                self._quotes = frozenset(r[0] for r in rows)
+            wanted = str(quote).upper()
+            if wanted not in self._quotes:
+                raise QueryError(
+                    f"unknown quote asset {quote!r}; this version has "
+                    f"{', '.join(sorted(self._quotes))}",
+                    quote=quote,
+                )
+            sql, params = sql + S.QUOTE_FILTER, [*params, wanted]
+        if kind is not None:
+            wanted = str(kind).lower()
+            if wanted not in S.KINDS:
+                raise QueryError(
+                    f"unknown contract kind {kind!r}; use one of {', '.join(S.KINDS)}", kind=kind
+                )
+            sql, params = sql + S.KIND_FILTER, [*params, wanted]
+        if listed_now is not None:
+            sql, params = sql + S.LISTED_FILTER, [*params, bool(listed_now)]
+        return sql, params
+
+    # --- user SQL ----------------------------------------------------------------------------
+
+    def sql(
+        self,
+        text: str,
+        *,
+        database: bool = False,
+        as_relation: bool = False,
+        timeout: float | None = None,
+        max_rows: int | None = None,
+        arrow: bool = False,
+    ):
+        """Run one read-only ``SELECT`` on the datasets, safely.
+
+        Views ``daily_availability``, ``volume_rankings`` and ``symbols`` read this
+        version's cached files; ``database=True`` also attaches ``availability_db``
+        read-only as schema ``db`` (``db.daily_symbol_counts``...; downloads it).
+        The connection cannot touch any other file, the network or extensions, and
+        its settings are locked (see :func:`intake_bfa.query.sql.locked_connection`).
+
+        Parameters
+        ----------
+        text
+            One SELECT (also WITH, FROM-first, VALUES, DESCRIBE, SHOW, SUMMARIZE).
+        database
+            Also attach ``availability_db`` as schema ``db``.
+        as_relation
+            Return a lazy DuckDB relation (no ``timeout``/``max_rows`` then).
+        timeout
+            Seconds the query may run; it is interrupted after that.
+        max_rows
+            Refuse results longer than this (DuckDB stops after ``max_rows + 1`` rows).
+        arrow
+            Return a ``pyarrow.Table`` instead of a pandas DataFrame.
+
+        Raises
+        ------
+        QueryError
+            For anything but one SELECT statement, for DuckDB's errors (its message,
+            first line), and when ``timeout`` or ``max_rows`` is exceeded (context
+            ``reason`` is ``"timeout"`` or ``"too_many_rows"``).
+        """
+        import duckdb
+
+        S.check_select(text)
+        if as_relation and (timeout is not None or max_rows is not None):
+            raise QueryError("timeout and max_rows apply to executed queries, not relations")
+        con = self._locked(database)
+        try:
+            if as_relation:
+                return con.sql(text)
+            relation = con.sql(text)
+            if max_rows is not None:
+                relation = relation.limit(max_rows + 1)
+            with S.deadline(con, timeout):
+                table = relation.to_arrow_table()
+        except duckdb.InterruptException:
+            raise QueryError(
+                f"the query ran longer than {timeout:g} s and was stopped; narrow it "
+                "(fewer days or symbols) or aggregate",
+                reason="timeout",
+                timeout=timeout,
+            ) from None
+        except duckdb.Error as err:
+            raise S.sql_error(err) from None
+        if max_rows is not None and table.num_rows > max_rows:
+            raise QueryError(
+                f"the result has more than {max_rows:,} rows; add a LIMIT, filter or aggregate",
+                reason="too_many_rows",
+                max_rows=max_rows,
+            )
+        return table if arrow else table.to_pandas()
+
+    def _locked(self, database: bool) -> Any:
+        if self._sql_con is not None and (self._sql_database or not database):
+            return self._sql_con
+        if self._sql_con is not None:
+            self._sql_con.close()
+        files = {name: self.path(name) for name in S.TABLES}
+        db = self.path("availability_db") if database else None
+        self._sql_con = S.locked_connection(files, db, limits=self.sql_limits)
+        self._sql_database = database
+        return self._sql_con
+
+    # --- questions ---------------------------------------------------------------------------
+
+    def snapshot(
+        self,
+        date: DateLike,
+        *,
+        quote: str | None = None,
+        kind: str | None = None,
+        as_relation: bool = False,
+    ):
+        """Symbols available on ``date``, one row each, ordered by symbol.
+
+        Parameters
+        ----------
+        date
+            A day inside :attr:`coverage` (``YYYY-MM-DD`` string or ``datetime.date``).
+        quote
+            Keep only this quote asset (``USDT``, ``USDC``...; case-insensitive).
+        kind
+            Keep only ``perpetual``, ``delivery`` or ``settled`` contracts.
+        as_relation
+            Return a lazy DuckDB relation instead of a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame or duckdb.DuckDBPyRelation
+            date, symbol, contract_kind, quote_asset, file_size_bytes, last_modified,
+            quote_volume_usdt, trade_count.
+        """
+        day = self._day(date, "date")
+        filters, values = self._filters(quote, kind)
+        sql = S.SNAPSHOT.format(filters=filters)
+        return self._run(sql, [day, *values], ["daily_availability", "symbols"], as_relation)
+
+    def available_in(
+        self,
+        start: DateLike,
+        end: DateLike,
+        *,
+        quote: str | None = None,
+        kind: str | None = None,
+        as_relation: bool = False,
+    ):
+        """Symbols available on at least one day of ``start`` .. ``end`` (inclusive).
+
+        Returns
+        -------
+        pandas.DataFrame or duckdb.DuckDBPyRelation
+            symbol, contract_kind, quote_asset, first_available, last_available and
+            days_available, all within the range.
+        """
+        lo, hi = self._window(start, end)
+        filters, values = self._filters(quote, kind)
+        sql = S.AVAILABLE_IN.format(filters=filters)
+        return self._run(sql, [lo, hi, *values], ["daily_availability", "symbols"], as_relation)
+
+    def timeline(
+        self,
+        symbol: str,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        as_relation: bool = False,
+    ):
+        """Every ``daily_availability`` row of ``symbol`` (available or not), by date.
+
+        ``start``/``end`` default to the coverage; all columns are returned.
+        """
+        sym = self._symbol(symbol)
+        lo, hi = self._window(start, end)
+        return self._run(S.TIMELINE, [sym, lo, hi], ["daily_availability"], as_relation)
+
+    def lifetime(self, symbol: str, *, as_relation: bool = False):
+        """The ``symbols`` row of ``symbol``: first/last available date, listed-now, gaps..."""
+        sym = self._symbol(symbol)
+        return self._run(S.LIFETIME, [sym], ["symbols"], as_relation)
+
+    def symbols(
+        self,
+        *,
+        quote: str | None = None,
+        kind: str | None = None,
+        listed_now: bool | None = None,
+        as_relation: bool = False,
+    ):
+        """The ``symbols`` table (every symbol ever available), optionally filtered."""
+        filters, values = self._filters(quote, kind, listed_now)
+        return self._run(S.SYMBOLS.format(filters=filters), values, ["symbols"], as_relation)
+
+    def listings(
+        self,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        quote: str | None = None,
+        kind: str | None = None,
+        as_relation: bool = False,
+    ):
+        """New listings (first available date) on ``start``, or over ``start`` .. ``end``.
+
+        ``end`` omitted: the single day ``start``; both omitted: the whole coverage.
+        Columns: date (the first available date), symbol, contract_kind, quote_asset,
+        last_date, listed_now.
+        """
+        lo, hi = self._window(start, end, single=True)
+        filters, values = self._filters(quote, kind)
+        sql = S.LISTINGS.format(filters=filters)
+        return self._run(sql, [lo, hi, *values], ["symbols"], as_relation)
+
+    def delistings(
+        self,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        quote: str | None = None,
+        kind: str | None = None,
+        as_relation: bool = False,
+    ):
+        """Delistings on ``start``, or over ``start`` .. ``end`` (same defaults as listings).
+
+        A delisting is the last available date of a symbol that is not listed now
+        (see the module docstring). Columns: date (the last available date), symbol,
+        contract_kind, quote_asset, first_date, days_available.
+        """
+        lo, hi = self._window(start, end, single=True)
+        filters, values = self._filters(quote, kind)
+        sql = S.DELISTINGS.format(filters=filters)
+        return self._run(sql, [lo, hi, *values], ["symbols"], as_relation)
+
+    def counts(
+        self,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        as_relation: bool = False,
+    ):
+        """Per date: available_symbols, listings and delistings (defaults: whole coverage)."""
+        lo, hi = self._window(start, end)
+        return self._run(S.COUNTS, [lo, hi], ["daily_availability", "symbols"], as_relation)
+
+    def gaps(self, symbol: str | None = None, *, as_relation: bool = False):
+        """Runs of missing days between a symbol's first and last available date.
+
+        Parameters
+        ----------
+        symbol
+            One symbol, or None for every symbol.
+
+        Returns
+        -------
+        pandas.DataFrame or duckdb.DuckDBPyRelation
+            symbol, start, end (first and last missing day, inclusive), days.
+        """
+        if symbol is None:
+            return self._run(S.GAPS.format(filters=""), [], ["daily_availability"], as_relation)
+        sql = S.GAPS.format(filters=S.GAPS_SYMBOL_FILTER)
+        return self._run(sql, [self._symbol(symbol)], ["daily_availability"], as_relation)
+
+    def top(self, date: DateLike, n: int = 10, *, as_relation: bool = False):
+        """The ``n`` symbols with the largest quote volume on ``date`` (rank 1 first).
+
+        Ranks are dense, so ties share a rank; ties are broken by symbol to pick ``n``.
+        """
+        day = self._day(date, "date")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise QueryError(f"n must be a whole number >= 1, not {n!r}", n=n)
+        return self._run(S.TOP, [day, n], ["volume_rankings"], as_relation)
+
+    def rank_history(
+        self,
+        symbol: str,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        as_relation: bool = False,
+    ):
+        """A symbol's daily rank, volume, market share and rank changes, by date."""
+        sym = self._symbol(symbol)
+        lo, hi = self._window(start, end)
+        return self._run(S.RANK_HISTORY, [sym, lo, hi], ["volume_rankings"], as_relation)
+
+    def universe(
+        self,
+        start: DateLike,
+        end: DateLike,
+        *,
+        every_day: bool = True,
+        on: DateLike | None = None,
+        min_volume: float | None = None,
+        quote: str | None = None,
+        kind: str | None = None,
+        as_relation: bool = False,
+    ):
+        """A survivorship-free universe for a backtest over ``start`` .. ``end``.
+
+        Delisted, settled and expired contracts are included whenever they meet the
+        condition: membership depends only on data inside the window.
+
+        Parameters
+        ----------
+        start, end
+            The window (inclusive), inside :attr:`coverage`.
+        every_day
+            True (default): symbols available on *every* day of the window.
+            False: available on at least one day.
+        on
+            Instead of ``every_day``: symbols available on this day (inside the window);
+            the window then only serves the volume criterion.
+        min_volume
+            Minimum *average* daily quote volume (``quote_volume_usdt``, in the quote
+            asset) over the window's available days with a known volume. An average,
+            not an every-day minimum, so one quiet or unreported day does not drop a
+            liquid symbol; ``min_quote_volume`` is returned for a stricter filter.
+            Symbols without any known volume in the window are excluded when set.
+            To avoid look-ahead, end the window at the rebalancing date.
+        quote, kind
+            Keep only this quote asset / contract kind.
+        as_relation
+            Return a lazy DuckDB relation instead of a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame or duckdb.DuckDBPyRelation
+            symbol, contract_kind, quote_asset, days_available, window_days,
+            avg_quote_volume, min_quote_volume, first_date, last_date, listed_now.
+        """
+        lo, hi = self._window(start, end)
+        window_days = (hi - lo).days + 1
+        params: list[Any] = []
+        if on is not None:
+            if not every_day:
+                raise QueryError("give either on=DATE or every_day=False, not both")
+            day = self._day(on, "on")
+            if not lo <= day <= hi:
+                raise QueryError(f"on {day} is outside the window {lo} .. {hi}", on=str(day))
+            condition = S.UNIVERSE_ON_DAY
+        elif every_day:
+            day, condition = hi, S.UNIVERSE_EVERY_DAY
+            params.append(window_days)
+        else:
+            day, condition = hi, S.UNIVERSE_ANY_DAY
+        if min_volume is not None:
+            if (
+                isinstance(min_volume, bool)
+                or not isinstance(min_volume, (int, float))
+                or not math.isfinite(min_volume)
+                or min_volume < 0
+            ):
+                raise QueryError(
+                    f"min_volume must be a number >= 0, not {min_volume!r}", min_volume=min_volume
+                )
+            condition += S.UNIVERSE_MIN_VOLUME
+            params.append(float(min_volume))
+        filters, values = self._filters(quote, kind)
+        sql = S.UNIVERSE.format(condition=condition, filters=filters)
+        return self._run(
+            sql,
+            [day, lo, hi, window_days, *params, *values],
+            ["daily_availability", "symbols"],
+            as_relation,
+        )
+
+
+def fetch_arrow(relation: Any):
+    """Execute a relation into a ``pyarrow.Table``; DuckDB errors become :class:`QueryError`."""
+    import duckdb
+
+    try:
+        return relation.to_arrow_table()
+    except duckdb.Error as err:
+        raise S.sql_error(err) from None

@@ -1,0 +1,351 @@
+"""SQL text of the query layer, and the locked-down DuckDB connection for user SQL.
+
+Every statement here is a constant: identifiers are written quoted, and every value
+(dates, symbols, quote assets, thresholds) is a ``?`` parameter bound at execution.
+Optional filters are chosen among constant fragments, never built from input.
+
+User SQL (``bfa sql``, :meth:`intake_bfa.query.Query.sql`) runs on a separate
+connection whose dataset views read only the verified cached files (or, for
+``bfa sql --remote``, only the release's Parquet assets by HTTP ranges), with external
+access disabled and the configuration locked, after a check that the text is one
+read-only ``SELECT`` (see :func:`check_select` for why both layers are needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from intake_bfa.errors import QueryError
+
+log = logging.getLogger(__name__)
+
+#: The table datasets, each exposed as a view of the same name.
+TABLES = ("daily_availability", "volume_rankings", "symbols")
+#: ``symbols.contract_kind`` values.
+KINDS = ("perpetual", "delivery", "settled")
+
+# Optional filters on the joined symbols table (alias s); each binds one value.
+QUOTE_FILTER = " AND s.quote_asset = ?"
+KIND_FILTER = " AND s.contract_kind = ?"
+LISTED_FILTER = " AND s.listed_now = ?"
+
+SNAPSHOT = """
+SELECT a.date, a.symbol, s.contract_kind, s.quote_asset, a.file_size_bytes, a.last_modified,
+       a.quote_volume_usdt, a.trade_count
+FROM "daily_availability" AS a
+LEFT JOIN "symbols" AS s ON s.symbol = a.symbol
+WHERE a.date = ? AND a.available{filters}
+ORDER BY a.symbol
+"""
+
+AVAILABLE_IN = """
+SELECT a.symbol, s.contract_kind, s.quote_asset,
+       MIN(a.date) AS first_available, MAX(a.date) AS last_available,
+       CAST(COUNT(*) AS INTEGER) AS days_available
+FROM "daily_availability" AS a
+LEFT JOIN "symbols" AS s ON s.symbol = a.symbol
+WHERE a.date >= ? AND a.date <= ? AND a.available{filters}
+GROUP BY a.symbol, s.contract_kind, s.quote_asset
+ORDER BY a.symbol
+"""
+
+TIMELINE = """
+SELECT * FROM "daily_availability" WHERE "symbol" = ? AND "date" >= ? AND "date" <= ?
+ORDER BY "date"
+"""
+
+SYMBOLS = """
+SELECT s.* FROM "symbols" AS s WHERE TRUE{filters} ORDER BY s.symbol
+"""
+
+LIFETIME = """
+SELECT * FROM "symbols" WHERE "symbol" = ?
+"""
+
+LISTINGS = """
+SELECT s.first_date AS date, s.symbol, s.contract_kind, s.quote_asset, s.last_date,
+       s.listed_now
+FROM "symbols" AS s
+WHERE s.first_date >= ? AND s.first_date <= ?{filters}
+ORDER BY date, s.symbol
+"""
+
+# A delisting is the last available date of a symbol that is not listed now.
+DELISTINGS = """
+SELECT s.last_date AS date, s.symbol, s.contract_kind, s.quote_asset, s.first_date,
+       s.days_available
+FROM "symbols" AS s
+WHERE NOT s.listed_now AND s.last_date >= ? AND s.last_date <= ?{filters}
+ORDER BY date, s.symbol
+"""
+
+COUNTS = """
+WITH per_day AS (
+    SELECT "date", CAST(COUNT(*) FILTER (WHERE "available") AS INTEGER) AS available_symbols
+    FROM "daily_availability"
+    WHERE "date" >= ? AND "date" <= ?
+    GROUP BY "date"
+),
+listed AS (
+    SELECT first_date AS "date", CAST(COUNT(*) AS INTEGER) AS n FROM "symbols" GROUP BY 1
+),
+delisted AS (
+    SELECT last_date AS "date", CAST(COUNT(*) AS INTEGER) AS n
+    FROM "symbols" WHERE NOT listed_now GROUP BY 1
+)
+SELECT per_day."date", per_day.available_symbols,
+       COALESCE(listed.n, 0) AS listings, COALESCE(delisted.n, 0) AS delistings
+FROM per_day
+LEFT JOIN listed ON listed."date" = per_day."date"
+LEFT JOIN delisted ON delisted."date" = per_day."date"
+ORDER BY per_day."date"
+"""
+
+# A gap is a run of days without a file between two available days of one symbol.
+GAPS = """
+WITH avail AS (
+    SELECT "symbol", "date", LAG("date") OVER (PARTITION BY "symbol" ORDER BY "date") AS prev
+    FROM "daily_availability"
+    WHERE "available"{filters}
+)
+SELECT "symbol", CAST(prev + 1 AS DATE) AS "start", CAST("date" - 1 AS DATE) AS "end",
+       CAST("date" - prev - 1 AS INTEGER) AS days
+FROM avail
+WHERE "date" - prev > 1
+ORDER BY "symbol", "start"
+"""
+GAPS_SYMBOL_FILTER = ' AND "symbol" = ?'
+
+_RANK_COLUMNS = """"date", "symbol", "rank", quote_volume_usdt, market_share_pct, percentile,
+       trade_count, rank_change_1d, rank_change_7d, rank_change_14d, rank_change_30d"""
+
+TOP = f"""
+SELECT {_RANK_COLUMNS}
+FROM "volume_rankings" WHERE "date" = ?
+ORDER BY "rank", "symbol"
+LIMIT ?
+"""
+
+RANK_HISTORY = f"""
+SELECT {_RANK_COLUMNS}, days_available
+FROM "volume_rankings" WHERE "symbol" = ? AND "date" >= ? AND "date" <= ?
+ORDER BY "date"
+"""
+
+# One pass over the window's rows: availability and volume per symbol, then the
+# universe condition (every day / on a day / any day) and the volume threshold.
+UNIVERSE = """
+WITH w AS (
+    SELECT "symbol",
+           CAST(COUNT(*) FILTER (WHERE "available") AS INTEGER) AS days_available,
+           COALESCE(BOOL_OR("available" AND "date" = ?), FALSE) AS on_day,
+           AVG(quote_volume_usdt) FILTER (WHERE "available") AS avg_quote_volume,
+           MIN(quote_volume_usdt) FILTER (WHERE "available") AS min_quote_volume
+    FROM "daily_availability"
+    WHERE "date" >= ? AND "date" <= ?
+    GROUP BY "symbol"
+)
+SELECT w.symbol, s.contract_kind, s.quote_asset, w.days_available,
+       CAST(? AS INTEGER) AS window_days, w.avg_quote_volume, w.min_quote_volume,
+       s.first_date, s.last_date, s.listed_now
+FROM w JOIN "symbols" AS s ON s.symbol = w.symbol
+WHERE {condition}{filters}
+ORDER BY w.symbol
+"""
+UNIVERSE_EVERY_DAY = "w.days_available = ?"
+UNIVERSE_ANY_DAY = "w.days_available > 0"
+UNIVERSE_ON_DAY = "w.on_day"
+UNIVERSE_MIN_VOLUME = " AND w.avg_quote_volume >= ?"
+
+KNOWN_SYMBOLS = 'SELECT "symbol" FROM "symbols"'
+KNOWN_QUOTES = 'SELECT DISTINCT "quote_asset" FROM "symbols" WHERE "quote_asset" IS NOT NULL'
+COVERAGE = 'SELECT MIN("date"), MAX("date") FROM "daily_availability"'
+
+
+# --- user SQL ------------------------------------------------------------------------------
+
+#: Statement kinds a user may run: DuckDB parses SELECT, WITH, VALUES, FROM-first,
+#: DESCRIBE, SHOW and SUMMARIZE all as SELECT statements.
+_READ_ONLY_KINDS = ("SELECT",)
+#: Schema under which ``availability_db`` is attached when asked for.
+DATABASE_SCHEMA = "db"
+
+
+def check_select(text: str) -> None:
+    """Refuse anything but one read-only ``SELECT`` statement.
+
+    Disabling external access is not enough on its own: DuckDB lets a ``COPY ... TO``
+    (with ``USE_TMP_FILE false``) *write* to a path listed in ``allowed_paths``, i.e.
+    overwrite a cached dataset file (measured with DuckDB 2.0). ``EXPLAIN ANALYZE``
+    executes its statement, so it is refused too.
+
+    Raises
+    ------
+    QueryError
+        For empty text, several statements, a parse error, or another statement kind.
+    """
+    import duckdb
+
+    if not isinstance(text, str) or not text.strip():
+        raise QueryError("the SQL query is empty; e.g. SELECT * FROM symbols LIMIT 5")
+    try:
+        statements = duckdb.extract_statements(text)
+        kinds = [str(st.type).rsplit(".", 1)[-1] for st in statements]
+    except duckdb.Error as err:
+        raise sql_error(err) from None
+    except ValueError:
+        # DuckDB 2.0's Python module raises ValueError for statement types it has no
+        # enum member for (e.g. CONNECT, found by fuzzing): certainly not a SELECT.
+        raise QueryError(
+            "only read-only SELECT queries are allowed (also WITH, FROM, VALUES, DESCRIBE, "
+            "SHOW, SUMMARIZE)",
+            statement="unknown",
+        ) from None
+    if len(statements) != 1:
+        raise QueryError(
+            f"give exactly one SQL statement (got {len(statements)}); bfa sql runs one "
+            "read-only SELECT query"
+        )
+    kind = kinds[0]
+    if kind not in _READ_ONLY_KINDS:
+        raise QueryError(
+            f"only read-only SELECT queries are allowed (also WITH, FROM, VALUES, DESCRIBE, "
+            f"SHOW, SUMMARIZE), not {kind}",
+            statement=kind,
+        )
+
+
+def sql_error(err: Exception) -> QueryError:
+    """DuckDB's message (without the echoed query) as a :class:`QueryError`, no traceback."""
+    kept = []
+    for line in str(err).splitlines():
+        if line.startswith("LINE "):  # the echoed query and a caret: noise on one line
+            break
+        if line.strip():
+            kept.append(line.strip())
+    message = " ".join(kept) or type(err).__name__
+    return QueryError(message, duckdb_error=type(err).__name__)
+
+
+def locked_connection(
+    files: Mapping[str, Path],
+    database: Path | None = None,
+    *,
+    limits: Mapping[str, Any] | None = None,
+) -> Any:
+    """An in-memory DuckDB connection that can read ``files`` and nothing else.
+
+    Each ``files`` entry becomes a view named after its dataset; ``database``, if
+    given, is attached read-only as schema :data:`DATABASE_SCHEMA`. Then external
+    access is disabled and the configuration locked, so user SQL cannot read other
+    files, write files, attach databases, install or load extensions, or undo this.
+
+    DuckDB 2.0 checks file access when a query runs, not when a view is created,
+    so views over files need those files in ``allowed_paths`` (set before locking).
+
+    Parameters
+    ----------
+    files
+        Dataset name -> verified local Parquet file.
+    database
+        The verified local ``availability_db`` file, or None.
+    limits
+        DuckDB settings set before the lock (``memory_limit``, ``threads``...), so
+        user SQL cannot raise them.
+
+    Returns
+    -------
+    duckdb.DuckDBPyConnection
+    """
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    for name, path in files.items():
+        # The relation API takes the path as a value: nothing is formatted into SQL.
+        con.read_parquet(str(path)).create_view(name, replace=True)
+    if database is not None:
+        con.execute(f"ATTACH ? AS {DATABASE_SCHEMA} (READ_ONLY)", [str(database)])
+    for setting, value in (limits or {}).items():
+        if setting not in _LIMIT_SETTINGS:
+            raise ValueError(f"not a resource limit: {setting!r}; use {', '.join(_LIMIT_SETTINGS)}")
+        try:
+            con.execute(f"SET {setting} = ?", [value])  # names from the fixed list above
+        except duckdb.Error as err:
+            con.close()
+            raise QueryError(
+                f"invalid {setting} {value!r}: {sql_error(err)}", setting=setting, value=value
+            ) from None
+    _lock(con, [str(p) for p in files.values()] + ([str(database)] if database else []))
+    return con
+
+
+def locked_remote_connection(version: str, settings: Any) -> tuple[Any, str]:
+    """Like :func:`locked_connection`, but the views read the release's Parquet remotely.
+
+    The views of :data:`TABLES` read the ``bfa-remote://`` assets of ``version``
+    through a registered :class:`~intake_bfa.remote.relation.RemoteFileSystem` (HTTP ranges,
+    nothing downloaded; see :func:`intake_bfa.remote.relation.remote_connection`). DuckDB 2.0
+    applies ``allowed_paths`` to registered filesystems too: exactly those URLs are
+    allowed, so user SQL can read neither local files, nor another asset or version,
+    nor a glob, nor any URL (the same lock as :func:`locked_connection`).
+
+    Returns
+    -------
+    (duckdb.DuckDBPyConnection, str)
+        The connection (:func:`intake_bfa.remote.relation.filesystem_of` gives its transfer
+        counters) and the pinned version.
+
+    Raises
+    ------
+    QueryError
+        When a table is not published as a Parquet asset (the rolling layout).
+    NotCachedError
+        Offline (``BFA_OFFLINE=1``).
+    """
+    from intake_bfa.remote.relation import remote_connection, remote_url
+    from intake_bfa.resolve import resolve_version
+
+    pinned = resolve_version(version, settings=settings)
+    allowed = [remote_url(name, pinned, settings=settings) for name in TABLES]
+    # Always our filesystem (never httpfs): its token rules, checks and byte counters.
+    con = remote_connection(pinned, settings=settings, datasets=TABLES, engine="fsspec")
+    _lock(con, allowed)
+    return con, pinned
+
+
+#: DuckDB settings :func:`locked_connection` accepts as ``limits``.
+_LIMIT_SETTINGS = ("memory_limit", "threads", "max_temp_directory_size")
+
+
+@contextmanager
+def deadline(con: Any, seconds: float | None) -> Iterator[None]:
+    """Interrupt ``con``'s running query after ``seconds`` (DuckDB raises InterruptException)."""
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _lock(con: Any, allowed: list[str]) -> None:
+    """Allow ``allowed`` only, disable extensions and external access, lock the settings."""
+    con.execute("SET allowed_paths = ?", [allowed])
+    for setting, value in (
+        ("autoinstall_known_extensions", False),
+        ("autoload_known_extensions", False),
+        ("allow_community_extensions", False),
+        ("enable_external_access", False),
+    ):
+        con.execute(f"SET {setting} = ?", [value])
+    con.execute("SET lock_configuration = true")
+    log.debug("locked SQL connection over %s", ", ".join(allowed))
