@@ -12,9 +12,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from intake_bfa.datasets import local_path
 
-from .conftest import V_NEW, V_OLD
+from .conftest import V_NEW, V_OLD, run_benchmark
 
 SCRIPT = textwrap.dedent(
     """
@@ -87,3 +89,9 @@ def test_a_replaced_manifest_is_parsed_again(published, cache_dir):
     os.utime(path, ns=(1, 1))  # a different identity even on a coarse-mtime filesystem
     second = pin(V_OLD)
     assert second is not first and second == first
+
+
+@pytest.mark.slow
+def test_bfa_url_benchmark_script_runs():
+    stdout = run_benchmark("bench_bfa_url.py")
+    assert "| symbols |" in stdout and "network requests during warm reads: 0" in stdout
