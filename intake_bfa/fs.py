@@ -55,6 +55,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import inspect
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ _FSSPEC_OPTIONS = frozenset(
     ["use_listings_cache", "listings_expiry_time", "max_paths", "asynchronous", "loop"]
 )
 _COPY_CHUNK = 1 << 20
+#: Files up to this size are opened into memory (see :meth:`BfaFileSystem._open`).
+IN_MEMORY_BYTES = 1 << 20
+_TARGETS_MEMO_SIZE = 256
 _GRAMMAR = "bfa://DATASET[@VERSION] or bfa://OWNER/REPO/DATASET[@VERSION]"
 
 
@@ -100,6 +104,8 @@ class _Target:
     dataset: str | None = None
     version: str | None = None
     manifest: Manifest | None = None
+    requested: str = "latest"  # the version as the path gave it
+    local: Path | None = None  # where the verified file is (or will be) cached
 
     @property
     def entry(self) -> DatasetEntry:
@@ -144,6 +150,14 @@ def _refused(what: str, arg: int = 0) -> Any:
     return method
 
 
+class _LocalBytes(io.BytesIO):
+    """A small verified file's bytes, named after its local path like a real file."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+
 def _copy(src: Path, out: IO[bytes], callback: Any) -> None:
     callback.set_size(src.stat().st_size)
     with open(src, "rb") as fh:
@@ -186,6 +200,10 @@ class BfaFileSystem(AbstractFileSystem):
         self._options = {k: v for k, v in kwargs.items() if k in SETTINGS_OPTIONS and v is not None}
         get_settings(**self._options)  # fail now on a bad value, not on the first read
         super().__init__(**{k: v for k, v in kwargs.items() if k in _FSSPEC_OPTIONS})
+        #: Parsed dataset paths by (path, settings): reused while pinning the path's version
+        #: still gives the same manifest (a ``stat``), so one read that fsspec and pyarrow
+        #: resolve several times parses and checks it once.
+        self._targets: dict[tuple[str, Settings], _Target] = {}
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -208,12 +226,25 @@ class BfaFileSystem(AbstractFileSystem):
 
     def _settings(self, repo: str | None) -> Settings:
         # Read at each call, like the rest of the package: fsspec caches instances.
-        settings = get_settings(**self._options)
-        return settings if repo is None else settings.with_(repo=repo)
+        if repo is None:
+            return get_settings(**self._options)
+        return get_settings(**{**self._options, "repo": repo})
 
     def _resolve(self, path: Any) -> _Target:
         """Parse ``path``, pin its version and check the dataset exists in that version."""
         path = self._strip_syntax(path)
+        key = (path, get_settings(**self._options))
+        target = self._targets.get(key)
+        if target is not None and pin(target.requested, target.settings) is target.manifest:
+            return target
+        target = self._parse(path)
+        if target.dataset is not None:
+            if len(self._targets) >= _TARGETS_MEMO_SIZE:
+                self._targets.clear()
+            self._targets[key] = target
+        return target
+
+    def _parse(self, path: str) -> _Target:
         if not path:
             return _Target("", self._settings(None))
         parts = path.split("/")
@@ -245,7 +276,8 @@ class BfaFileSystem(AbstractFileSystem):
         name = f"{settings.repo}/{dataset}@{pinned}"
         if name != path:
             log.debug("bfa://%s is %s", path, name)
-        return _Target(name, settings, dataset, pinned, manifest)
+        local = CacheLayout(settings).file_path(pinned, manifest.datasets[dataset].local_name)
+        return _Target(name, settings, dataset, pinned, manifest, version or "latest", local)
 
     def _latest_manifest(self, settings: Settings) -> Manifest:
         return pin("latest", settings)
@@ -258,7 +290,9 @@ class BfaFileSystem(AbstractFileSystem):
         return ensure_local(target.settings, target.manifest, target.dataset, callback=callback)
 
     def _cached_file(self, target: _Target) -> Path | None:
-        path = CacheLayout(target.settings).file_path(target.version, target.entry.local_name)
+        path = target.local or CacheLayout(target.settings).file_path(
+            target.version, target.entry.local_name
+        )
         return path if path.exists() else None
 
     def _file_info(self, target: _Target, *, materialize: bool) -> dict[str, Any]:
@@ -342,10 +376,21 @@ class BfaFileSystem(AbstractFileSystem):
         cache_options: Any = None,
         **kwargs: Any,
     ) -> IO[bytes]:
-        """Open the verified local file (a real, read-only file object)."""
+        """Open the verified local file, read-only.
+
+        A file up to :data:`IN_MEMORY_BYTES` is read whole and served from memory (its
+        ``name`` is still the local path, for ``fsspec.open_local``): pyarrow reads an
+        fsspec file through many small Python calls, and each one on a real file is a
+        system call (``symbols`` through ``pd.read_parquet("bfa://...")``: 2.3 -> 2.0 ms
+        against 1.8 ms for the local path). Larger files are real file objects.
+        """
         if mode != "rb":
             raise _read_only(f"open in mode {mode!r}", path)
-        return open(self._local(self._resolve(path)), "rb")
+        local = self._local(self._resolve(path))
+        with open(local, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > IN_MEMORY_BYTES:
+                return open(local, "rb")
+            return _LocalBytes(fh.read(), str(local))
 
     def get_file(
         self,

@@ -5,7 +5,8 @@ removed by renaming it to ``<cache_dir>/.removing-*`` first, so no reader ever s
 half a version. Names starting with ``.`` or ending in ``.part`` (``.part.json``) are temporary files
 (in flight, or left by a crash; a ``.part`` lets a broken download resume): reported,
 and removed by ``clear(temporary=True)`` only once untouched for :data:`TEMP_MIN_AGE`
-seconds.
+seconds. It also says what the cache knows about one dataset (:func:`dataset_state`), which
+the notebook displays show: read from the cache only, never the network.
 """
 
 from __future__ import annotations

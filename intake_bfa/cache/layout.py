@@ -15,6 +15,7 @@ Nothing is written at import time.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,6 +39,12 @@ CACHEDIR_TAG = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _repo_dir(cache_dir: Path, owner: str, name: str) -> Path:
+    # Built on every read of every dataset (a few pathlib joins): computed once per repo.
+    return cache_dir / FORMAT_DIR / owner / name
+
+
 class CacheLayout:
     """Paths of one repository's cache.
 
@@ -50,7 +57,7 @@ class CacheLayout:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.cache_dir
-        self.repo_dir = settings.cache_dir / FORMAT_DIR / settings.owner / settings.name
+        self.repo_dir = _repo_dir(settings.cache_dir, settings.owner, settings.name)
 
     def version_dir(self, version: str) -> Path:
         """Folder holding one version's manifest and files."""

@@ -1,7 +1,7 @@
 """``bfa collect``, ``bfa build``, ``bfa publish``: the producer's commands.
 
-Kept apart from :mod:`intake_bfa.cli` so the consumer commands stay small; the
-producer modules are imported only when one of these commands runs.
+The producer modules are imported only when one of these commands runs, so the consumer
+commands never load them.
 """
 
 from __future__ import annotations

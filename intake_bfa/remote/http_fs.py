@@ -30,7 +30,7 @@ from intake_bfa.http import (
     with_retries,
 )
 
-# The logger of intake_bfa.remote.relation, as before the split: one name for all remote reads.
+# One logger name for every remote read (the relation and its filesystem), as users configure it.
 log = logging.getLogger("intake_bfa.remote.relation")
 
 PROTOCOL = "bfa-remote"
