@@ -23,6 +23,14 @@ V_NEW = "2021-07-01"
 ROLLING_REPO = "legacy/binance-futures-availability"
 ROLLING_END = dt.date(2021, 6, 30)
 ROOT = Path(__file__).resolve().parent.parent
+#: The upstream project's own package, the oracle of tests/test_upstream_oracle.py.
+UPSTREAM_PACKAGE = "binance-futures-availability==1.5.0"
+# Read now, before _isolated_env clears XDG_CACHE_HOME: the upstream venv outlives a run.
+UPSTREAM_VENV = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "intake-bfa-tests"
+    / UPSTREAM_PACKAGE.replace("==", "-")
+)
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +99,36 @@ def rolling(server, samples, monkeypatch):
     monkeypatch.setenv("BFA_REPO", ROLLING_REPO)
     server.clear_requests()
     return server
+
+
+@pytest.fixture(scope="session")
+def upstream_python() -> Path:
+    """Python of a venv holding the upstream package from the index (made once, then reused).
+
+    It cannot share ours (it pins duckdb<2 and pyarrow<24). Failing to make it fails the
+    tests that need it: they are never skipped.
+    """
+    from filelock import FileLock
+
+    python = UPSTREAM_VENV / "bin" / "python"
+    ready = UPSTREAM_VENV / ".ready"
+    UPSTREAM_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(UPSTREAM_VENV) + ".lock"):
+        if not ready.exists():
+            import shutil
+
+            shutil.rmtree(UPSTREAM_VENV, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True)
+            out = subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", UPSTREAM_PACKAGE],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if out.returncode != 0:
+                pytest.fail(f"cannot install {UPSTREAM_PACKAGE}: {out.stderr[-2000:]}")
+            ready.write_text(UPSTREAM_PACKAGE)
+    return python
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):

@@ -194,6 +194,11 @@ class Query:
         known = self._known_symbols()
         if symbol in known:
             return symbol
+        # The symbols table lists symbols that ever had a file; one whose every row is
+        # unavailable (e.g. a pair that never got a file) still has a timeline.
+        con = self._connection(["daily_availability"])
+        if con.execute(S.HAS_ROWS, [symbol]).fetchone():
+            return symbol
         # Compare upper-cased so "btcusdt" suggests BTCUSDT; suggest the real spelling.
         by_upper = {s.upper(): s for s in known}
         close = difflib.get_close_matches(symbol.upper(), list(by_upper), n=3, cutoff=0.6)
