@@ -17,6 +17,7 @@ from intake_bfa.config import Settings, get_settings
 from intake_bfa.errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
 from intake_bfa.filters import DateLike, plan_filters, select_sql
 from intake_bfa.manifest import Manifest
+from intake_bfa.releases import missing_dataset_note
 from intake_bfa.resolve import pin
 from intake_bfa.schema import DatasetSpec, get_spec
 
@@ -66,7 +67,8 @@ def ensure_local(
     entry = manifest.datasets.get(name)
     if entry is None:
         raise DatasetNotFoundError(
-            f"version {manifest.version} of {settings.repo} has no {name!r} dataset; it has "
+            f"version {manifest.version} of {settings.repo} has no {name!r} dataset "
+            f"({missing_dataset_note(manifest.layout, name)}); it has "
             f"{', '.join(manifest.datasets)}",
             dataset=name,
             version=manifest.version,

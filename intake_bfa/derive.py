@@ -39,7 +39,7 @@ life AS (
 coverage AS (SELECT MAX(date) AS end_date FROM daily_availability),
 named AS (
     SELECT *,
-           regexp_replace(regexp_replace(symbol, '_?SETTLED$', ''), '_[0-9]{{6}}$', '') AS pair,
+           regexp_replace(regexp_replace(symbol, '(_?SETTLED)+$', ''), '_[0-9]{{6}}$', '') AS pair,
            CASE
                WHEN regexp_matches(symbol, 'SETTLED$') THEN 'settled'
                WHEN regexp_matches(symbol, '_[0-9]{{6}}$') THEN 'delivery'

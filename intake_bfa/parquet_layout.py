@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cache.layout import write_sidecar
+from intake_bfa.cache.layout import temp_file, write_sidecar
 
 ROW_GROUP_ROWS = 5_000
 COMPRESSION = "zstd"
@@ -104,8 +103,7 @@ def write_table(table: Any, dest: Path, *, sidecar: bool = False) -> tuple[str, 
     dest.parent.mkdir(parents=True, exist_ok=True)
     names = table.column_names
     encodings = {c: e for c, e in _ENCODINGS.items() if c in names}
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    tmp = temp_file(dest)
     try:
         with pq.ParquetWriter(
             tmp,

@@ -38,6 +38,16 @@ DATED_TAG_RE = re.compile(r"^data-(\d{4}-\d{2}-\d{2})$")
 ROLLING_TAG = "latest"
 ROLLING_DB_ASSETS = ("availability.duckdb.gz", "availability.duckdb")
 ROLLING_RANKINGS_ASSET = "volume-rankings-timeseries.parquet"
+
+
+def missing_dataset_note(release_layout: str, dataset: str) -> str:
+    """Why a release may lack ``dataset``, naming the asset it would come from."""
+    if release_layout == "rolling" and dataset == "volume_rankings":
+        # The upstream workflow's rankings step may fail on its own (continue-on-error).
+        return f"the rolling release has no {ROLLING_RANKINGS_ASSET} asset"
+    return "its manifest does not list it"
+
+
 _META_RE = re.compile(r"<!--\s*bfa-metadata:\s*(\{.*?\})\s*-->", re.S)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 import shutil
 
 import duckdb
@@ -58,7 +59,14 @@ def test_state_round_trip_rebuilds_the_grid(state_dir, table):
         assert ours.equals(theirs.cast(ours.type)), column
 
 
-def test_build_writes_a_complete_validated_release(state_dir, tmp_path):
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_build_writes_a_complete_validated_release(state_dir, tmp_path, umask_022):
     result = build_from_state(state_dir, tmp_path / "rel", today=dt.date(2021, 7, 1))
     out = tmp_path / "rel"
     assert result.report.ok and result.version == "2021-07-01"
@@ -67,6 +75,9 @@ def test_build_writes_a_complete_validated_release(state_dir, tmp_path):
     catalog = (out / "catalog.yaml").read_text()
     assert "pinned_version: '2021-07-01'" in catalog or "pinned_version: 2021-07-01" in catalog
     assert "2019-12-31 .. 2021-06-30" in (out / "RELEASE_NOTES.md").read_text()
+    # Ordinary files, readable like any file the umask (022 here) allows: never 0600.
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert set(modes.values()) == {0o644}, modes
 
 
 def test_parquet_and_duckdb_agree_row_for_row(state_dir, tmp_path):

@@ -324,6 +324,7 @@ def test_full_listing_quirky_names_and_page_boundary(vision, tmp_path):
     assert state.runs[-1]["requests"] == report.requests
 
 
+@pytest.mark.slow  # 1003 symbols listed one by one against moto: ~15 s
 def test_discovery_crosses_a_page_boundary(moto_endpoint, tmp_path):
     bucket = Vision(moto_endpoint, "vision-many")
     names = [f"S{i:04d}USDT" for i in range(1002)] + ["币安人生USDT"]

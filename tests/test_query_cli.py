@@ -194,7 +194,7 @@ def test_sql_queries_the_dataset_views(published, da, tmp_path):
         ("CREATE TABLE t AS SELECT * FROM symbols", "not CREATE"),
         ("SET enable_external_access = true", "not SET"),
         ("SELEC 1", "Parser Error"),
-        ("SELECT * FROM nope", "Catalog Error"),
+        ("SELECT * FROM nope", "there is no table 'nope'; the tables are daily_availability"),
     ],
 )
 def test_sql_safety(published, tmp_path, query, fragment):
@@ -299,3 +299,27 @@ def test_sql_remote_usage_and_offline(published, monkeypatch):
     )
     ok("sql", "--remote", COUNT)  # caches the manifest: offline, only the data is missing
     assert "needs the network" in fails("sql", "--remote", COUNT, "--offline")
+
+
+def test_a_rolling_release_without_rankings_answers_everything_else(server, samples, monkeypatch):
+    """The upstream's rankings step may fail alone: only what needs the file fails, saying so."""
+    from .conftest import ROLLING_END, ROLLING_REPO
+
+    release = samples.rolling(ROLLING_END)
+    server.add_release(
+        ROLLING_REPO, "latest", {"availability.duckdb.gz": release / "availability.duckdb.gz"}
+    )
+    monkeypatch.setenv("BFA_API_URL", server.api_url)
+    monkeypatch.setenv("BFA_REPO", ROLLING_REPO)
+
+    out = run_cli("sql", "SELECT count(*) AS n FROM daily_availability", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.splitlines()[1]) > 0
+    for args in (["sql", "SELECT * FROM volume_rankings"], ["top", "2021-03-04"]):
+        out = run_cli(*args)
+        assert out.returncode == 1, out.stdout
+        assert "volume-rankings-timeseries.parquet" in out.stderr, out.stderr
+    out = run_cli("sql", "SELECT * FROM nope")
+    assert out.returncode == 1
+    assert "there is no table 'nope'; the tables are daily_availability, symbols" in out.stderr
+    assert "pg_enum" not in out.stderr

@@ -139,6 +139,8 @@ def test_query_answers_equal_the_upstream_packages_on_its_own_database(
             got = sorted(q.listings(day, day)["symbol"])
             assert got == want["new_listings"][day], day
             compared += 1
+        twice = q.lifetime(TWICE_SETTLED)  # both SETTLED suffixes stripped from the pair
+        assert (twice.quote_asset[0], twice.contract_kind[0]) == ("USDT", "settled")
         # A pair that never had a file has a timeline although ``symbols`` lacks it.
         assert NEVER not in set(q.symbols().symbol) and len(q.timeline(NEVER)) == 20
     print(f"compared {compared} answers with the upstream package")  # shown with -s

@@ -133,15 +133,44 @@ def file_lock(layout: CacheLayout, version: str, name: str) -> Iterator[None]:
         yield
 
 
+def new_file_mode() -> int:
+    """The permissions ``open()`` gives a new file here: ``0o666`` less the umask.
+
+    ``tempfile.mkstemp`` creates files ``0600``; every file we move into place (cache files,
+    release files, charts) gets these instead, like a file written directly.
+    """
+    try:  # Linux: read the umask without changing it (os.umask is process-wide)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_file(dest: Path, suffix: str = ".tmp") -> Path:
+    """An empty temporary file beside ``dest`` (same folder, so ``os.replace`` is atomic),
+    with :func:`new_file_mode` permissions; the caller fills it, then replaces or removes it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    try:
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode means nothing
+            os.fchmod(fd, new_file_mode())
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
 def atomic_writer(path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp") -> Path:
     """Write ``path`` atomically: ``write(fileobj)`` fills a temp file that replaces it.
 
     On any exception the temporary file is removed and ``path`` is untouched.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    tmp = temp_file(path, suffix)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "r+b") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -11,7 +11,6 @@ option missing for KIND, or given to a KIND that does not use it).
 from __future__ import annotations
 
 import argparse
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -88,11 +87,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _save(fig: Any, fh: Any, fmt: str) -> None:
-    # The temporary file is created 0600; an image is an ordinary user file, so give
-    # it the permissions the umask allows, as a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fh.fileno(), 0o666 & ~umask)
     fig.savefig(fh, format=fmt, dpi=DPI)
 
 

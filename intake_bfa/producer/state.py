@@ -20,12 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cache.layout import atomic_write_bytes
+from intake_bfa.cache.layout import atomic_write_bytes, temp_file
 from intake_bfa.schema import FIRST_DATE
 
 STATE_VERSION = 1
@@ -138,8 +137,7 @@ def load_state(folder: Path) -> State:
 def _write_table(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temp_file(path)
     try:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as fh:

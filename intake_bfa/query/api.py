@@ -34,6 +34,7 @@ import datetime as dt
 import difflib
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from intake_bfa.datasets import ensure_local
 from intake_bfa.errors import QueryError
 from intake_bfa.filters import DateLike, as_date
 from intake_bfa.query import sql as S
+from intake_bfa.releases import missing_dataset_note
 from intake_bfa.resolve import pin
 
 log = logging.getLogger(__name__)
@@ -300,6 +302,8 @@ class Query:
                 reason="timeout",
                 timeout=timeout,
             ) from None
+        except duckdb.CatalogException as err:
+            raise self._unknown_table(err) from None
         except duckdb.Error as err:
             raise S.sql_error(err) from None
         if max_rows is not None and table.num_rows > max_rows:
@@ -310,12 +314,33 @@ class Query:
             )
         return table if arrow else table.to_pandas()
 
+    def _unknown_table(self, err: Exception) -> QueryError:
+        """A missing table named with what there is, instead of DuckDB's nearest catalog name."""
+        match = re.search(r"Table with name (\S+) does not exist", str(err))
+        if match is None:
+            return S.sql_error(err)
+        name = match[1].strip('"')
+        views = [t for t in S.TABLES if t in self._manifest.datasets]
+        there = f"the tables are {', '.join(views)}"
+        if self._sql_database:
+            there += f" and {S.DATABASE_SCHEMA}.* (availability_db)"
+        if name in S.TABLES:
+            note = missing_dataset_note(self._manifest.layout, name)
+            return QueryError(
+                f"version {self.version} has no {name} dataset ({note}); {there}",
+                dataset=name,
+                version=self.version,
+            )
+        return QueryError(f"there is no table {name!r}; {there}", table=name)
+
     def _locked(self, database: bool) -> Any:
         if self._sql_con is not None and (self._sql_database or not database):
             return self._sql_con
         if self._sql_con is not None:
             self._sql_con.close()
-        files = {name: self.path(name) for name in S.TABLES}
+        # Only the datasets this version has: a release without one (the upstream's rolling
+        # layout skips its rankings file when that step fails) still answers the others.
+        files = {name: self.path(name) for name in S.TABLES if name in self._manifest.datasets}
         db = self.path("availability_db") if database else None
         self._sql_con = S.locked_connection(files, db, limits=self.sql_limits)
         self._sql_database = database

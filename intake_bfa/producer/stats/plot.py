@@ -124,10 +124,6 @@ def write_plot(report: StatsReport, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
 
     def save(fh: Any) -> None:
-        # The temporary file is created 0600; an image is an ordinary user file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fh.fileno(), 0o666 & ~umask)
         fig.savefig(fh, format=fmt, dpi=DPI)
 
     with warnings.catch_warnings():
