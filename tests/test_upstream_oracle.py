@@ -99,7 +99,9 @@ def test_query_answers_equal_the_upstream_packages_on_its_own_database(
     )
     symbols = sorted(set(table.column("symbol").to_pylist()))
     questions = tmp_path / "questions.json"
-    questions.write_text(json.dumps({"dates": DATES, "ranges": RANGES, "symbols": symbols}))
+    questions.write_text(
+        json.dumps({"dates": DATES, "ranges": RANGES, "symbols": symbols, "top_n": 5})
+    )
     want = json.loads(
         _upstream(upstream_python, "ask", str(release / "availability.duckdb"), str(questions))
     )
@@ -138,6 +140,13 @@ def test_query_answers_equal_the_upstream_packages_on_its_own_database(
                 continue
             got = sorted(q.listings(day, day)["symbol"])
             assert got == want["new_listings"][day], day
+            compared += 1
+        for day in DATES:
+            if day > str(ROLLING_END):
+                continue
+            top = q.top(day, 5)
+            got = [[s, int(r)] for s, r in zip(top.symbol, top["rank"], strict=True)]
+            assert got == want["top"][day], day
             compared += 1
         twice = q.lifetime(TWICE_SETTLED)  # both SETTLED suffixes stripped from the pair
         assert (twice.quote_asset[0], twice.contract_kind[0]) == ("USDT", "settled")

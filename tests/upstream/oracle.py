@@ -54,6 +54,7 @@ def ask(db_path: str, questions_path: str) -> None:
         AnalyticsQueries,
         SnapshotQueries,
         TimelineQueries,
+        VolumeQueries,
     )
 
     q = json.loads(Path(questions_path).read_text())
@@ -77,6 +78,12 @@ def ask(db_path: str, questions_path: str) -> None:
         answers["counts"] = {r["date"]: r["available_count"] for r in an.get_availability_summary()}
         for day in q["dates"]:
             answers["new_listings"][day] = sorted(an.detect_new_listings(day))
+    answers["top"] = {}
+    vq = VolumeQueries(db_path=db_path)
+    for day in q["dates"]:
+        top = vq.get_top_by_volume(dt.date.fromisoformat(day), limit=q["top_n"])
+        answers["top"][day] = [[r["symbol"], r["volume_rank"]] for r in top]
+    vq.db.close()
     print(json.dumps(answers))
 
 
