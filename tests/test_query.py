@@ -451,3 +451,14 @@ def test_sql_limits_are_locked_in(q):
     finally:
         q.sql_limits = {}
         q.close()
+
+
+def test_top_on_the_rolling_layout_reads_the_rankings_not_the_database(rolling):
+    """A date check for ``top`` uses the rankings file's own coverage."""
+    with Query() as query:
+        top = query.top("2021-03-04", 3)
+        assert list(top["rank"]) == [1, 2, 3]
+        with pytest.raises(QueryError, match="outside the coverage"):
+            query.top("2030-01-01")
+    assert rolling.count(path_contains="availability.duckdb") == 0
+    assert rolling.count(path_contains="volume-rankings-timeseries.parquet") >= 1

@@ -88,6 +88,7 @@ class Query:
         self._sql_con: Any = None
         self._sql_database = False
         self._coverage: tuple[dt.date, dt.date] | None = None
+        self._coverages: dict[str, tuple[dt.date, dt.date]] = {}
         if self._manifest.coverage:
             lo, hi = self._manifest.coverage
             self._coverage = (dt.date.fromisoformat(lo), dt.date.fromisoformat(hi))
@@ -153,7 +154,25 @@ class Query:
             self._coverage = (lo, hi)
         return self._coverage
 
-    def _day(self, value: DateLike, name: str) -> dt.date:
+    def _coverage_of(self, dataset: str) -> tuple[dt.date, dt.date]:
+        """The days ``dataset`` covers: from the manifest, else from that dataset alone.
+
+        Never from another dataset, so checking a date for ``top`` reads the rankings
+        file, not the (rolling layout's) whole database.
+        """
+        if dataset == "daily_availability":
+            return self.coverage
+        if dataset not in self._coverages:
+            entry = self._manifest.datasets.get(dataset)
+            if entry is not None and entry.coverage:
+                lo, hi = (dt.date.fromisoformat(d) for d in entry.coverage)
+            else:
+                con = self._connection([dataset])
+                lo, hi = con.execute(S.coverage_sql(dataset)).fetchall()[0]
+            self._coverages[dataset] = (lo, hi)
+        return self._coverages[dataset]
+
+    def _day(self, value: DateLike, name: str, dataset: str = "daily_availability") -> dt.date:
         if isinstance(value, bool) or not isinstance(value, (str, dt.date)):
             raise QueryError(
                 f"{name}={value!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)",
@@ -161,7 +180,7 @@ class Query:
                 value=value,
             )
         day = as_date(value, name)
-        lo, hi = self.coverage
+        lo, hi = self._coverage_of(dataset)
         if not lo <= day <= hi:
             raise QueryError(
                 f"{name} {day} is outside the coverage of version {self.version} ({lo} .. {hi})",
@@ -509,7 +528,7 @@ class Query:
 
         Ranks are dense, so ties share a rank; ties are broken by symbol to pick ``n``.
         """
-        day = self._day(date, "date")
+        day = self._day(date, "date", "volume_rankings")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise QueryError(f"n must be a whole number >= 1, not {n!r}", n=n)
         return self._run(S.TOP, [day, n], ["volume_rankings"], as_relation)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.errors import QueryError
+from intake_bfa.filters import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,11 @@ KNOWN_SYMBOLS = 'SELECT "symbol" FROM "symbols"'
 HAS_ROWS = 'SELECT 1 FROM "daily_availability" WHERE "symbol" = ? LIMIT 1'
 KNOWN_QUOTES = 'SELECT DISTINCT "quote_asset" FROM "symbols" WHERE "quote_asset" IS NOT NULL'
 COVERAGE = 'SELECT MIN("date"), MAX("date") FROM "daily_availability"'
+
+
+def coverage_sql(dataset: str) -> str:
+    """First and last date of a table dataset (its name quoted: identifiers cannot be bound)."""
+    return f'SELECT MIN("date"), MAX("date") FROM {quote_identifier(dataset)}'
 
 
 # --- user SQL ------------------------------------------------------------------------------
