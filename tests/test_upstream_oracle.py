@@ -19,18 +19,24 @@ import subprocess
 import pyarrow.parquet as pq
 
 from intake_bfa.query import Query
-from intake_bfa.testing.releases import publish_rolling
+from intake_bfa.testing.releases import build_rolling, publish_rolling
 
 from .conftest import ROLLING_END, ROLLING_REPO, ROOT
 
 ORACLE = ROOT / "tests" / "upstream" / "oracle.py"
 DATES = ["2019-12-31", "2020-06-30", "2021-03-04", "2021-05-13", "2021-06-30", "2021-07-01"]
+#: Every day of the sample but the first: the upstream's delistings of each.
+DELISTING_DATES = [
+    (dt.date(2020, 1, 1) + dt.timedelta(days=i)).isoformat()
+    for i in range((ROLLING_END - dt.date(2020, 1, 1)).days + 1)
+]
 RANGES = [("2020-01-01", "2020-03-31"), ("2021-06-01", "2021-06-30")]
 
 
 #: Added to the sample: a pair with rows but never a file (like ETHBTC upstream), and a
 #: twice-settled name.
 NEVER, TWICE_SETTLED = "NEVERUSDT", "AERGOUSDTSETTLEDSETTLED"
+TIE_DAY = dt.date(2021, 3, 4)
 
 
 def _with_quirks(table):
@@ -66,7 +72,12 @@ def _with_quirks(table):
                 "url": url.replace("X", TWICE_SETTLED),
             }
         )
-    return pa.concat_tables([table, pa.Table.from_pylist(extra, schema=table.schema)])
+    rows = table.to_pylist()
+    # A tie in volume on TIE_DAY between the 2nd and 3rd symbols: ranks differ on purpose.
+    day_rows = [r for r in rows if r["date"] == TIE_DAY and r["quote_volume_usdt"]]
+    second, third = sorted(day_rows, key=lambda r: -r["quote_volume_usdt"])[1:3]
+    third["quote_volume_usdt"] = second["quote_volume_usdt"]
+    return pa.Table.from_pylist(rows + extra, schema=table.schema)
 
 
 def _day(value) -> str:
@@ -92,15 +103,24 @@ def test_query_answers_equal_the_upstream_packages_on_its_own_database(
     assert json.loads(_upstream(upstream_python, "build", str(records), str(release))) == {
         "rows": table.num_rows
     }
-    # The rankings asset is not under test here; the rolling layout needs one.
+    # The rankings file: ours, from the same rows (the upstream's generator ships only in
+    # its sdist; its file's conventions are not compared here yet).
+    ours = build_rolling(table, tmp_path / "ours")
     shutil.copyfile(
-        samples.rolling(ROLLING_END) / "volume-rankings-timeseries.parquet",
-        release / "volume-rankings-timeseries.parquet",
+        ours / "volume-rankings-timeseries.parquet", release / "volume-rankings-timeseries.parquet"
     )
     symbols = sorted(set(table.column("symbol").to_pylist()))
     questions = tmp_path / "questions.json"
     questions.write_text(
-        json.dumps({"dates": DATES, "ranges": RANGES, "symbols": symbols, "top_n": 5})
+        json.dumps(
+            {
+                "dates": DATES,
+                "ranges": RANGES,
+                "symbols": symbols,
+                "top_n": 5,
+                "delisting_dates": DELISTING_DATES,
+            }
+        )
     )
     want = json.loads(
         _upstream(upstream_python, "ask", str(release / "availability.duckdb"), str(questions))
@@ -146,8 +166,31 @@ def test_query_answers_equal_the_upstream_packages_on_its_own_database(
                 continue
             top = q.top(day, 5)
             got = [[s, int(r)] for s, r in zip(top.symbol, top["rank"], strict=True)]
-            assert got == want["top"][day], day
+            # On purpose (docs/datasets.md): our ranks are dense (a tie does not skip the
+            # next rank), the upstream's are RANK(); ties are ordered by symbol here.
+            theirs = sorted(want["top"][day], key=lambda sr: (sr[1], sr[0]))
+            ranks = sorted({r for _, r in theirs})
+            dense = [[sym, ranks.index(r) + 1] for sym, r in theirs]
+            assert got == dense, day
             compared += 1
+            if day == str(TIE_DAY):
+                assert [r for _, r in theirs] == [1, 2, 2, 4, 5]
+                assert [r for _, r in got] == [1, 2, 2, 3, 4]
+        gone = 0
+        for day in DELISTING_DATES:
+            # On purpose (docs/datasets.md): the upstream's delisting on D is any symbol
+            # available on D-1 and not on D; ours is the last day of a symbol that never
+            # came back. Ours on D-1 is theirs on D less the symbols that came back.
+            before = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+            ours_ = set(q.delistings(before, before)["symbol"])
+            theirs = set(want["delistings"][day])
+            assert ours_ <= theirs, day
+            for symbol in theirs - ours_:
+                later = q.timeline(symbol, day)
+                assert later.available.any() or symbol in set(q.symbols(listed_now=True).symbol)
+            gone += len(theirs)
+            compared += 1
+        assert gone > 0, "no delisting or gap in the compared days: the check would be vacuous"
         twice = q.lifetime(TWICE_SETTLED)  # both SETTLED suffixes stripped from the pair
         assert (twice.quote_asset[0], twice.contract_kind[0]) == ("USDT", "settled")
         # A pair that never had a file has a timeline although ``symbols`` lacks it.

@@ -78,6 +78,7 @@ def ask(db_path: str, questions_path: str) -> None:
         answers["counts"] = {r["date"]: r["available_count"] for r in an.get_availability_summary()}
         for day in q["dates"]:
             answers["new_listings"][day] = sorted(an.detect_new_listings(day))
+        answers["delistings"] = {d: sorted(an.detect_delistings(d)) for d in q["delisting_dates"]}
     answers["top"] = {}
     vq = VolumeQueries(db_path=db_path)
     for day in q["dates"]:
