@@ -454,11 +454,14 @@ def test_sql_limits_are_locked_in(q):
 
 
 def test_top_on_the_rolling_layout_reads_the_rankings_not_the_database(rolling):
-    """A date check for ``top`` uses the rankings file's own coverage."""
+    """``top`` and ``rank_history`` check dates against the rankings file's own coverage
+    and a ranked symbol against the rankings: no database download."""
     with Query() as query:
         top = query.top("2021-03-04", 3)
         assert list(top["rank"]) == [1, 2, 3]
         with pytest.raises(QueryError, match="outside the coverage"):
             query.top("2030-01-01")
+        history = query.rank_history("BTCUSDT", "2021-03-01", "2021-03-07")
+        assert len(history) == 7 and history["rank"].notna().all()
     assert rolling.count(path_contains="availability.duckdb") == 0
     assert rolling.count(path_contains="volume-rankings-timeseries.parquet") >= 1

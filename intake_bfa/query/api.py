@@ -191,14 +191,21 @@ class Query:
         return day
 
     def _window(
-        self, start: DateLike | None, end: DateLike | None, *, single: bool = False
+        self,
+        start: DateLike | None,
+        end: DateLike | None,
+        *,
+        single: bool = False,
+        dataset: str = "daily_availability",
     ) -> tuple[dt.date, dt.date]:
-        """Inclusive bounds; None means the coverage edge (``single``: end defaults to start)."""
-        lo = self._day(start, "start") if start is not None else self.coverage[0]
+        """Inclusive bounds; None means the coverage edge of ``dataset`` (``single``: end
+        defaults to start)."""
+        coverage = self._coverage_of(dataset)
+        lo = self._day(start, "start", dataset) if start is not None else coverage[0]
         if end is not None:
-            hi = self._day(end, "end")
+            hi = self._day(end, "end", dataset)
         else:
-            hi = lo if single and start is not None else self.coverage[1]
+            hi = lo if single and start is not None else coverage[1]
         if lo > hi:
             raise QueryError(f"start {lo} is after end {hi}", start=str(lo), end=str(hi))
         return lo, hi
@@ -218,7 +225,7 @@ class Query:
         # The symbols table lists symbols that ever had a file; one whose every row is
         # unavailable (e.g. a pair that never got a file) still has a timeline.
         con = self._connection(["daily_availability"])
-        if con.execute(S.HAS_ROWS, [symbol]).fetchone():
+        if con.execute(S.HAS_ROWS, [symbol]).fetchall():
             return symbol
         # Compare upper-cased so "btcusdt" suggests BTCUSDT; suggest the real spelling.
         by_upper = {s.upper(): s for s in known}
@@ -542,8 +549,12 @@ class Query:
         as_relation: bool = False,
     ):
         """A symbol's daily rank, volume, market share and rank changes, by date."""
-        sym = self._symbol(symbol)
-        lo, hi = self._window(start, end)
+        # A ranked symbol is known without the symbols table (on the rolling layout that
+        # table comes from the whole database); anything else gets the usual check.
+        con = self._connection(["volume_rankings"])
+        ranked = isinstance(symbol, str) and con.execute(S.RANKED, [symbol]).fetchall()
+        sym = symbol if ranked else self._symbol(symbol)
+        lo, hi = self._window(start, end, dataset="volume_rankings")
         return self._run(S.RANK_HISTORY, [sym, lo, hi], ["volume_rankings"], as_relation)
 
     def universe(
