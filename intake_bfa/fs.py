@@ -387,10 +387,9 @@ class BfaFileSystem(AbstractFileSystem):
         if mode != "rb":
             raise _read_only(f"open in mode {mode!r}", path)
         local = self._local(self._resolve(path))
-        with open(local, "rb") as fh:
-            if os.fstat(fh.fileno()).st_size > IN_MEMORY_BYTES:
-                return open(local, "rb")
-            return _LocalBytes(fh.read(), str(local))
+        if local.stat().st_size > IN_MEMORY_BYTES:
+            return open(local, "rb")
+        return _LocalBytes(local.read_bytes(), str(local))
 
     def get_file(
         self,

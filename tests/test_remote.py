@@ -19,8 +19,8 @@ from intake_bfa import datasets
 from intake_bfa.cache.layout import CacheLayout
 from intake_bfa.config import get_settings
 from intake_bfa.errors import IntegrityError, NotCachedError, QueryError
+from intake_bfa.remote import RemoteFileSystem, filesystem_of, remote_connection
 from intake_bfa.remote import relation as remote
-from intake_bfa.remote.relation import RemoteFileSystem, filesystem_of, remote_connection
 from intake_bfa.resolve import get_manifest
 from intake_bfa.testing.releases import SAMPLE_REPO, SampleReleases, publish_dated
 from intake_bfa.testing.server import ReleaseServer

@@ -296,7 +296,7 @@ def locked_remote_connection(version: str, settings: Any) -> tuple[Any, str]:
     """Like :func:`locked_connection`, but the views read the release's Parquet remotely.
 
     The views of :data:`TABLES` read the ``bfa-remote://`` assets of ``version``
-    through a registered :class:`~intake_bfa.remote.relation.RemoteFileSystem` (HTTP ranges,
+    through a registered :class:`~intake_bfa.remote.http_fs.RemoteFileSystem` (HTTP ranges,
     nothing downloaded; see :func:`intake_bfa.remote.relation.remote_connection`). DuckDB 2.0
     applies ``allowed_paths`` to registered filesystems too: exactly those URLs are
     allowed, so user SQL can read neither local files, nor another asset or version,

@@ -7,7 +7,7 @@ read-only fsspec filesystem that serves DuckDB's range reads. The public names a
 >>> rel = remote.remote_relation("daily_availability", symbols=["BTCUSDT"])
 """
 
-from intake_bfa.remote.http_fs import RemoteFileSystem
+from intake_bfa.remote.http_fs import PROTOCOL, RemoteFile, RemoteFileSystem
 from intake_bfa.remote.relation import (
     attach,
     filesystem_of,
@@ -18,6 +18,8 @@ from intake_bfa.remote.relation import (
 )
 
 __all__ = [
+    "PROTOCOL",
+    "RemoteFile",
     "RemoteFileSystem",
     "attach",
     "filesystem_of",

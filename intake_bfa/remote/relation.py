@@ -39,7 +39,6 @@ from intake_bfa.errors import QueryError
 from intake_bfa.filters import plan_filters, quote_identifier, select_sql
 from intake_bfa.remote.http_fs import (
     PROTOCOL,
-    RemoteFile,
     RemoteFileSystem,
     offline_error,
     release_manifest,
@@ -281,10 +280,8 @@ def remote_connection(
     return con
 
 
+# The public names of the whole package, http_fs's included, are in intake_bfa.remote.
 __all__ = [
-    "PROTOCOL",
-    "RemoteFile",
-    "RemoteFileSystem",
     "attach",
     "filesystem_of",
     "httpfs_available",
