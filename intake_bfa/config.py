@@ -354,7 +354,11 @@ def _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirr
 
     raw_retries = env.get("BFA_RETRIES", "")
     if raw_retries:
-        if not raw_retries.strip().isdigit() or int(raw_retries) < 1:
+        if (
+            not raw_retries.strip().isascii()
+            or not raw_retries.strip().isdigit()
+            or int(raw_retries) < 1
+        ):
             raise ConfigError(
                 f"BFA_RETRIES={raw_retries!r} must be a whole number of attempts, at least 1",
                 variable="BFA_RETRIES",

@@ -339,7 +339,7 @@ def _raise_for_status(
 
 def _reset_time(headers) -> float | None:
     raw = headers.get("X-RateLimit-Reset")
-    if raw and raw.isdigit():
+    if raw and raw.isascii() and raw.isdigit():
         return float(raw)
     now = time.time()
     wait = parse_retry_after(headers.get("Retry-After"), now)
@@ -463,7 +463,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") fails
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -175,3 +175,12 @@ def test_identifiers_cannot_escape_their_quotes(name):
     quoted = quote_identifier(name)
     assert quoted[0] == quoted[-1] == '"'
     assert quoted[1:-1].replace('""', "").count('"') == 0
+
+
+def test_non_ascii_digits_are_not_numbers(monkeypatch):
+    # str.isdigit() accepts "²" and "٣"; float() and int() do not. Found by hypothesis.
+    assert parse_retry_after("²", NOW) is None
+    assert parse_retry_after("٣", NOW) is None
+    monkeypatch.setenv("BFA_RETRIES", "²")
+    with pytest.raises(ConfigError, match="BFA_RETRIES"):
+        get_settings()
