@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # Public names resolved on first use (PEP 562), keeping `import intake_bfa` light.
 _LAZY = {
     "open_catalog": "intake_bfa.catalog",
-    "browse": "intake_bfa.browse",
+    "browse": "intake_bfa.browser",
     "list_versions": "intake_bfa.releases",
     "resolve_version": "intake_bfa.resolve",
     "local_path": "intake_bfa.datasets",
@@ -33,7 +33,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake_bfa import errors
-    from intake_bfa.browse import browse
+    from intake_bfa.browser import browse
     from intake_bfa.catalog import open_catalog
     from intake_bfa.config import get_settings
     from intake_bfa.datasets import connect, local_path, read, to_arrow, to_duckdb

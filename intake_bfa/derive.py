@@ -3,7 +3,8 @@
 A rolling-layout release ships only the database, so the consumer derives the
 ``daily_availability`` and ``symbols`` Parquet files from it, once, into the
 cache. The producer runs the same SQL when it builds a release, so both paths
-give identical tables.
+give identical tables. ``volume_rankings`` is computed here exactly as the publishing
+project's own generator computes it, so the dataset means one thing in every layout.
 """
 
 from __future__ import annotations
@@ -60,6 +61,48 @@ SELECT symbol, first_date, last_date, days_available,
            AS listed_now
 FROM named, coverage
 ORDER BY symbol
+"""
+
+#: The rankings, row for row what the publishing project's generator writes
+#: (``.github/scripts/generate_volume_rankings.py`` of binance-futures-availability 1.5.0, its
+#: ADR-0013): every available row with a volume is ranked, zero volume included; a rank change
+#: is today's rank minus the rank ``N`` *ranked rows* earlier for the symbol (negative = rose);
+#: percentile is ``PERCENT_RANK() * 100`` (0 = top); ``days_available`` counts the symbol's
+#: ranked rows among its last 30. Its users and its docs rely on exactly this, so our own
+#: releases use it too (checked against the generator in tests/test_upstream_oracle.py).
+#: ``$generated`` is the build time (the generator uses CURRENT_TIMESTAMP).
+VOLUME_RANKINGS_SQL = """
+WITH ranked AS (
+    SELECT date, symbol, quote_volume_usdt, trade_count,
+           DENSE_RANK() OVER (PARTITION BY date ORDER BY quote_volume_usdt DESC) AS rnk,
+           PERCENT_RANK() OVER (PARTITION BY date ORDER BY quote_volume_usdt DESC) * 100
+               AS pct,
+           quote_volume_usdt / NULLIF(SUM(quote_volume_usdt) OVER (PARTITION BY date), 0) * 100
+               AS share,
+           COUNT(*) OVER (PARTITION BY symbol ORDER BY date
+                          ROWS BETWEEN 29 PRECEDING AND CURRENT ROW) AS last_30
+    FROM daily_availability
+    WHERE available AND quote_volume_usdt IS NOT NULL
+),
+changes AS (
+    SELECT *,
+           rnk - LAG(rnk, 1) OVER w AS change_1, rnk - LAG(rnk, 7) OVER w AS change_7,
+           rnk - LAG(rnk, 14) OVER w AS change_14, rnk - LAG(rnk, 30) OVER w AS change_30
+    FROM ranked
+    WINDOW w AS (PARTITION BY symbol ORDER BY date)
+)
+SELECT date, symbol,
+       CAST(rnk AS SMALLINT) AS rank,
+       quote_volume_usdt, trade_count,
+       CAST(change_1 AS SMALLINT) AS rank_change_1d,
+       CAST(change_7 AS SMALLINT) AS rank_change_7d,
+       CAST(change_14 AS SMALLINT) AS rank_change_14d,
+       CAST(change_30 AS SMALLINT) AS rank_change_30d,
+       CAST(pct AS FLOAT) AS percentile,
+       CAST(share AS FLOAT) AS market_share_pct,
+       CAST(last_30 AS TINYINT) AS days_available,
+       CAST($generated AS TIMESTAMP) AS generation_timestamp
+FROM changes
 """
 
 DAILY_AVAILABILITY_SQL = f"SELECT * FROM daily_availability ORDER BY {TILED_ORDER}"

@@ -35,19 +35,29 @@ DAILY_AVAILABILITY_COLUMNS: dict[str, tuple[str, str]] = {
     "close_price": ("DOUBLE", "daily close"),
 }
 
+#: Columns that are never null (the publishing project's schema declares them NOT NULL).
+REQUIRED_COLUMNS = ("date", "symbol", "available", "url", "status_code", "probe_timestamp")
+
 VOLUME_RANKINGS_COLUMNS: dict[str, tuple[str, str]] = {
     "date": ("DATE", "UTC day"),
     "symbol": ("VARCHAR", "futures symbol"),
     "rank": ("SMALLINT", "dense rank by quote volume on that date, 1 = largest"),
     "quote_volume_usdt": ("DOUBLE", "daily quote volume"),
     "trade_count": ("BIGINT", "number of trades that day"),
-    "rank_change_1d": ("SMALLINT", "rank 1 calendar day earlier minus today's (positive = rose)"),
-    "rank_change_7d": ("SMALLINT", "rank 7 calendar days earlier minus today's"),
-    "rank_change_14d": ("SMALLINT", "rank 14 calendar days earlier minus today's"),
-    "rank_change_30d": ("SMALLINT", "rank 30 calendar days earlier minus today's"),
-    "percentile": ("FLOAT", "rank position as a fraction, 0 = top, 1 = bottom"),
+    "rank_change_1d": (
+        "SMALLINT",
+        "rank minus the symbol's rank on its previous ranked day (a day it was available "
+        "with a volume); negative = rose, null = no earlier ranked day",
+    ),
+    "rank_change_7d": ("SMALLINT", "rank minus the symbol's rank 7 ranked days earlier"),
+    "rank_change_14d": ("SMALLINT", "rank minus the symbol's rank 14 ranked days earlier"),
+    "rank_change_30d": ("SMALLINT", "rank minus the symbol's rank 30 ranked days earlier"),
+    "percentile": ("FLOAT", "PERCENT_RANK by quote volume, in percent: 0 = top, 100 = bottom"),
     "market_share_pct": ("FLOAT", "share of that date's total quote volume, in percent"),
-    "days_available": ("TINYINT", "days available in the 30 calendar days ending on this date"),
+    "days_available": (
+        "TINYINT",
+        "the symbol's ranked days up to this date, capped at 30 (its last 30 ranked rows)",
+    ),
     "generation_timestamp": ("TIMESTAMP", "when the rankings were computed, UTC"),
 }
 

@@ -105,8 +105,9 @@ def rolling(server, samples, monkeypatch):
 def upstream_python() -> Path:
     """Python of a venv holding the upstream package from the index (made once, then reused).
 
-    It cannot share ours (it pins duckdb<2 and pyarrow<24). Failing to make it fails the
-    tests that need it: they are never skipped.
+    It cannot share ours (it pins duckdb<2 and pyarrow<24). Beside it, ``source/`` holds the
+    package's sdist unpacked: the scripts its workflow runs (the rankings generator) ship only
+    there. Failing to make either fails the tests that need it: they are never skipped.
     """
     from filelock import FileLock
 
@@ -114,20 +115,27 @@ def upstream_python() -> Path:
     ready = UPSTREAM_VENV / ".ready"
     UPSTREAM_VENV.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(UPSTREAM_VENV) + ".lock"):
-        if not ready.exists():
+        if not ready.exists() or ready.read_text() != f"{UPSTREAM_PACKAGE} + sdist":
             import shutil
+            import tarfile
 
             shutil.rmtree(UPSTREAM_VENV, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True)
-            out = subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", UPSTREAM_PACKAGE],
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if out.returncode != 0:
-                pytest.fail(f"cannot install {UPSTREAM_PACKAGE}: {out.stderr[-2000:]}")
-            ready.write_text(UPSTREAM_PACKAGE)
+            pip = [str(python), "-m", "pip", "-q"]
+            for args in (
+                ["install", UPSTREAM_PACKAGE],
+                ["download", "--no-binary", ":all:", "--no-deps", "-d", str(UPSTREAM_VENV / "dl"),
+                 UPSTREAM_PACKAGE],
+            ):  # fmt: skip
+                out = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    pytest.fail(f"pip {args[0]} {UPSTREAM_PACKAGE} failed: {out.stderr[-2000:]}")
+            (sdist,) = (UPSTREAM_VENV / "dl").glob("*.tar.gz")
+            with tarfile.open(sdist) as tar:
+                tar.extractall(UPSTREAM_VENV / "dl", filter="data")
+            (unpacked,) = (p for p in (UPSTREAM_VENV / "dl").iterdir() if p.is_dir())
+            unpacked.rename(UPSTREAM_VENV / "source")
+            ready.write_text(f"{UPSTREAM_PACKAGE} + sdist")
     return python
 
 

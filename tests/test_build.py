@@ -209,23 +209,40 @@ def test_diff_against_the_previous_release(tmp_path, table):
     assert f"| {gone_symbol} | {gone_date} | True | False |" in notes
 
 
-def test_rank_changes_are_over_calendar_days(tmp_path, table):
+def test_rank_changes_look_back_over_ranked_days_negative_when_rising(tmp_path, table):
     state = seed_from_table(table)
-    # Remove ETHUSDT's 2021-03-04 file: the next day's 1-day change has nothing to compare to.
+    # Remove ETHUSDT's 2021-03-04 file: the next day compares with 2021-03-03, its previous
+    # ranked day (the publishing project's convention: LAG over the symbol's ranked rows).
     gap = dt.date(2021, 3, 4)
     drop = pc.and_(pc.equal(state.availability["symbol"], "ETHUSDT"),
                    pc.equal(state.availability["date"], pa.scalar(gap, pa.date32())))  # fmt: skip
     state.availability = state.availability.filter(pc.invert(drop))
     save_state(tmp_path / "state", state)
     build_from_state(tmp_path / "state", tmp_path / "rel", today=dt.date(2021, 7, 1))
-    ranks = duckdb.sql(
-        "SELECT date, rank_change_1d, rank_change_7d FROM read_parquet(?) WHERE symbol = 'ETHUSDT' "
-        "AND date IN ('2021-03-05', '2021-03-11') ORDER BY date",
-        params=[str(tmp_path / "rel" / "volume_rankings.parquet")],
+    path = str(tmp_path / "rel" / "volume_rankings.parquet")
+    rows = duckdb.sql(
+        "SELECT date, rank, rank_change_1d, rank_change_7d, percentile, days_available "
+        "FROM read_parquet(?) WHERE symbol = 'ETHUSDT' ORDER BY date",
+        params=[path],
     ).fetchall()
-    assert ranks[0][1] is None  # 2021-03-05 vs 2021-03-04: no rank that day
-    assert ranks[0][2] is not None  # vs 2021-02-26: ranked
-    assert ranks[1][2] is None  # 2021-03-11 vs 2021-03-04 (7 calendar days): no rank
+    days = [r[0] for r in rows]
+    assert gap not in days
+    at = days.index(dt.date(2021, 3, 5))
+    assert days[at - 1] == dt.date(2021, 3, 3)
+    assert rows[at][2] == rows[at][1] - rows[at - 1][1]  # today's rank minus the previous one
+    assert rows[at][3] == rows[at][1] - rows[at - 7][1]  # 7 ranked rows back, not 7 days
+    assert rows[0][2] is None and rows[6][3] is None and rows[7][3] is not None
+    assert [r[5] for r in rows[:31]] == [*range(1, 31), 30]  # ranked rows so far, capped at 30
+    # Rising is negative: find a day ETHUSDT improved its rank.
+    rose = next(i for i in range(1, len(rows)) if rows[i][1] < rows[i - 1][1])
+    assert rows[rose][2] < 0
+    # Percentile in percent, 0 = top.
+    top = duckdb.sql(
+        "SELECT MIN(percentile), MAX(percentile), MIN(percentile) FILTER (WHERE rank = 1) "
+        "FROM read_parquet(?)",
+        params=[path],
+    ).fetchall()[0]
+    assert top == (0.0, 100.0, 0.0)
 
 
 def test_volume_is_never_erased_by_availability_rechecks(table):

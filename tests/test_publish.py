@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import shutil
 
@@ -198,8 +200,9 @@ def test_rolling_refresh_serves_old_layout_clients(gh, samples):
     folder = samples.dated(V_NEW)
     report = pub(folder, rolling=True)
     assert report.rolling_refreshed and report.errors == []
-    assert report.rolling_uploaded == [
+    assert report.rolling_uploaded == [  # the database last: its upload time is the version
         "volume-rankings-timeseries.parquet",
+        "availability.duckdb",
         "availability.duckdb.gz",
     ]
     assert report.uploaded[-1] == "manifest.json"  # rolling uploads are reported apart
@@ -210,6 +213,11 @@ def test_rolling_refresh_serves_old_layout_clients(gh, samples):
     assert rolling["volume-rankings-timeseries.parquet"]["digest"][7:] == sha256_file(
         folder / "volume_rankings.parquet"
     )
+    # The uncompressed database too (the publishing project's workflow resumes from it).
+    raw = gzip.decompress((folder / "availability.duckdb.gz").read_bytes())
+    assert rolling["availability.duckdb"]["digest"][7:] == hashlib.sha256(raw).hexdigest()
+    assert rolling["availability.duckdb"]["size"] == len(raw)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".rolling-")]  # scratch gone
 
     # Publishing an older version never rolls old-layout users back.
     gh.clear_requests()
@@ -233,6 +241,7 @@ def test_rolling_release_is_created_when_missing(gh, samples):
     assert report.rolling_refreshed
     rel = release(gh, "latest")
     assert not rel["draft"] and {a["name"] for a in rel["assets"]} == {
+        "availability.duckdb",
         "availability.duckdb.gz",
         "volume-rankings-timeseries.parquet",
     }

@@ -20,21 +20,42 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer
-from intake_bfa.derive import SYMBOLS_SQL, write_parquet
+from intake_bfa.derive import SYMBOLS_SQL, VOLUME_RANKINGS_SQL, write_parquet
 from intake_bfa.manifest import MANIFEST_NAME
 from intake_bfa.parquet_layout import TILED_ORDER
-from intake_bfa.schema import DAILY_AVAILABILITY_COLUMNS, DATASETS, MANIFEST_SCHEMA_VERSION
+from intake_bfa.schema import (
+    DAILY_AVAILABILITY_COLUMNS,
+    DATASETS,
+    MANIFEST_SCHEMA_VERSION,
+    REQUIRED_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
 
-#: Oldest DuckDB storage format we write, so the previous minor releases can open it.
-STORAGE_VERSION = "v1.4.0"
+#: The DuckDB storage format we write. v1.2.0 is the newest one in which the publishing
+#: project's ``create_schema`` (its ``USING COMPRESSION dictionary`` columns) still binds, so
+#: its package, which opens the database read-write, can use ours; DuckDB 1.2 onwards read it.
+STORAGE_VERSION = "v1.2.0"
 
-_DDL = ",\n    ".join(f"{name} {typ}" for name, (typ, _) in DAILY_AVAILABILITY_COLUMNS.items())
+_DDL = ",\n    ".join(
+    f"{name} {typ}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
+    for name, (typ, _) in DAILY_AVAILABILITY_COLUMNS.items()
+)
 CREATE_DAILY_AVAILABILITY = f"""
 CREATE TABLE daily_availability (
     {_DDL},
     PRIMARY KEY (date, symbol)
+)"""
+
+# As the publishing project declares it: its insert_batch refreshes the counts with
+# INSERT OR REPLACE, which needs the primary key.
+CREATE_DAILY_SYMBOL_COUNTS = """
+CREATE TABLE daily_symbol_counts (
+    date DATE PRIMARY KEY,
+    total_symbols INTEGER NOT NULL,
+    available_symbols INTEGER NOT NULL,
+    unavailable_symbols INTEGER NOT NULL,
+    last_updated TIMESTAMP NOT NULL
 )"""
 
 DAILY_SYMBOL_COUNTS_SQL = """
@@ -44,49 +65,6 @@ SELECT date,
        CAST(COUNT(*) FILTER (WHERE NOT available) AS INTEGER) AS unavailable_symbols,
        MAX(probe_timestamp) AS last_updated
 FROM daily_availability GROUP BY date ORDER BY date
-"""
-
-# Rank changes compare with the rank N *calendar* days earlier (a join on date - N),
-# not N rows earlier, so a missing day never shifts the comparison.
-VOLUME_RANKINGS_SQL = """
-WITH traded AS (
-    SELECT date, symbol, quote_volume_usdt, trade_count
-    FROM daily_availability
-    WHERE available AND quote_volume_usdt > 0
-),
-ranked AS (
-    SELECT *,
-           DENSE_RANK() OVER (PARTITION BY date ORDER BY quote_volume_usdt DESC) AS rnk,
-           SUM(quote_volume_usdt) OVER (PARTITION BY date) AS total
-    FROM traded
-),
-bounds AS (SELECT date, MAX(rnk) AS max_rank FROM ranked GROUP BY date),
-window30 AS (
-    SELECT date, symbol,
-           SUM(CAST(available AS INTEGER)) OVER (
-               PARTITION BY symbol ORDER BY date
-               RANGE BETWEEN INTERVAL 29 DAY PRECEDING AND CURRENT ROW) AS days_30
-    FROM daily_availability
-)
-SELECT r.date, r.symbol,
-       CAST(r.rnk AS SMALLINT) AS rank,
-       r.quote_volume_usdt, r.trade_count,
-       CAST(p1.rnk - r.rnk AS SMALLINT) AS rank_change_1d,
-       CAST(p7.rnk - r.rnk AS SMALLINT) AS rank_change_7d,
-       CAST(p14.rnk - r.rnk AS SMALLINT) AS rank_change_14d,
-       CAST(p30.rnk - r.rnk AS SMALLINT) AS rank_change_30d,
-       CAST(CASE WHEN b.max_rank > 1 THEN (r.rnk - 1) / (b.max_rank - 1) ELSE 0 END AS FLOAT)
-           AS percentile,
-       CAST(100 * r.quote_volume_usdt / r.total AS FLOAT) AS market_share_pct,
-       CAST(w.days_30 AS TINYINT) AS days_available,
-       CAST($generated AS TIMESTAMP) AS generation_timestamp
-FROM ranked r
-JOIN bounds b USING (date)
-JOIN window30 w ON w.date = r.date AND w.symbol = r.symbol
-LEFT JOIN ranked p1 ON p1.symbol = r.symbol AND p1.date = r.date - 1
-LEFT JOIN ranked p7 ON p7.symbol = r.symbol AND p7.date = r.date - 7
-LEFT JOIN ranked p14 ON p14.symbol = r.symbol AND p14.date = r.date - 14
-LEFT JOIN ranked p30 ON p30.symbol = r.symbol AND p30.date = r.date - 30
 """
 
 
@@ -120,7 +98,8 @@ def load_database(con, table: Any) -> None:
     con.execute(f"INSERT INTO daily_availability SELECT {cols} FROM incoming ORDER BY date, symbol")
     con.unregister("incoming")
     con.execute(f"CREATE TABLE symbols AS {SYMBOLS_SQL}")
-    con.execute(f"CREATE TABLE daily_symbol_counts AS {DAILY_SYMBOL_COUNTS_SQL}")
+    con.execute(CREATE_DAILY_SYMBOL_COUNTS)
+    con.execute(f"INSERT INTO daily_symbol_counts {DAILY_SYMBOL_COUNTS_SQL}")
 
 
 def _columns(con, relation_sql: str) -> list[dict[str, str]]:

@@ -13,7 +13,10 @@ identical and is refused when they differ. After a publish, old dated releases a
 
 from __future__ import annotations
 
+import gzip
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from intake_bfa.config import Settings, check_repo, get_settings
 from intake_bfa.errors import ConfigError, DownloadError, IntegrityError, PublishError
 from intake_bfa.http import with_retries
 from intake_bfa.manifest import MANIFEST_NAME
-from intake_bfa.producer.github_write import GitHubWriter
+from intake_bfa.producer.build import sha256_file
+from intake_bfa.producer.github_write import GitHubWriter, LocalFile
 from intake_bfa.producer.release_folder import LocalRelease, read_release_dir
 from intake_bfa.releases import (
     DATED_TAG_RE,
@@ -35,10 +39,13 @@ from intake_bfa.releases import (
 log = logging.getLogger(__name__)
 
 VERIFY_MODES = ("digest", "download")
-#: Rolling-layout asset -> our dataset it carries. Rankings first: the database's upload time
-#: is the rolling version, so the database must go up last.
+#: Rolling-layout asset -> our dataset it carries, in upload order. Rankings first: the
+#: database's upload time is the rolling version, so the database goes up last. The
+#: publishing project's workflow resumes from the uncompressed ``availability.duckdb`` and its
+#: docs point users at the ``.gz``, so both are refreshed.
 ROLLING_ASSETS = {
     ROLLING_RANKINGS_ASSET: "volume_rankings",
+    ROLLING_DB_ASSETS[1]: "availability_db",
     ROLLING_DB_ASSETS[0]: "availability_db",
 }
 
@@ -319,6 +326,18 @@ def _retention(
         run.report.deleted_releases.append(release["tag_name"])
 
 
+def _release_dir(local: LocalRelease) -> Path:
+    """The release folder ``local`` was read from (scratch files go there: same file system)."""
+    return local.assets[MANIFEST_NAME].path.parent
+
+
+def _gunzipped(source: LocalFile, dest: Path) -> LocalFile:
+    """``source`` (a gzip file) decompressed into ``dest``."""
+    with gzip.open(source.path, "rb") as raw, open(dest, "wb") as out:
+        shutil.copyfileobj(raw, out, 1 << 20)
+    return LocalFile(dest, dest.stat().st_size, sha256_file(dest))
+
+
 def _rolling(run: _Publisher, releases: list[dict[str, Any]], local: LocalRelease) -> None:
     # Never roll old-layout users back to older data.
     if max(_dated(releases), default=local.version) > local.version:
@@ -330,6 +349,7 @@ def _rolling(run: _Publisher, releases: list[dict[str, Any]], local: LocalReleas
         run.report.errors.append(f"rolling: the release has no {', '.join(missing)} asset")
         return
     client = run.client
+    scratch = Path(tempfile.mkdtemp(prefix=".rolling-", dir=_release_dir(local)))
     text = f"Rolling copy of {local.tag} for clients of the old release layout (tag {ROLLING_TAG})."
     body = f"{text}\n\n{release_body_metadata(local.meta)}"
     try:
@@ -343,6 +363,8 @@ def _rolling(run: _Publisher, releases: list[dict[str, Any]], local: LocalReleas
         remote = {a["name"]: a for a in release.get("assets", [])}
         for name, dataset in ROLLING_ASSETS.items():
             source = local.assets[datasets[dataset]["asset"]]
+            if name == ROLLING_DB_ASSETS[1]:
+                source = _gunzipped(source, scratch / name)
             if name in remote and client.matches(remote[name], source):
                 continue
             if name in remote:  # GitHub cannot overwrite an asset: delete, then upload
@@ -350,10 +372,12 @@ def _rolling(run: _Publisher, releases: list[dict[str, Any]], local: LocalReleas
             client.put_asset(release, name, source, download=run.download)
             run.report.rolling_uploaded.append(name)
         client.update_release(release["id"], {"body": body, "draft": False, "make_latest": "false"})
-    except (DownloadError, IntegrityError, PublishError) as err:
+    except (DownloadError, IntegrityError, PublishError, OSError) as err:
         log.warning("could not refresh the rolling %r release: %s", ROLLING_TAG, err)
         run.report.errors.append(f"rolling: {err}")
         return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     run.report.rolling_refreshed = True
     log.info("refreshed the rolling %r release with %s", ROLLING_TAG, local.tag)
 

@@ -2,6 +2,8 @@
 
     python oracle.py build RECORDS.parquet OUT_DIR   # its own schema + insert_batch, then gzip
     python oracle.py ask DATABASE QUESTIONS.json     # its own query classes; answers as JSON
+    python oracle.py upsert DATABASE RECORDS.parquet # its AvailabilityDatabase on a database
+    python oracle.py validate RANKINGS.parquet GENERATOR.py  # its validate_rankings_table
 
 Nothing here is intake-bfa code: the database is written by the upstream's
 ``AvailabilityDatabase`` and every answer comes from its ``SnapshotQueries``,
@@ -88,5 +90,45 @@ def ask(db_path: str, questions_path: str) -> None:
     print(json.dumps(answers))
 
 
+def upsert(db_path: str, records_path: str) -> None:
+    """Open a database with its package (its create_schema runs), upsert, read back."""
+    import pyarrow.parquet as pq
+    from binance_futures_availability.database import AvailabilityDatabase
+    from binance_futures_availability.queries import SnapshotQueries
+
+    records = pq.read_table(records_path).to_pylist()
+    db = AvailabilityDatabase(db_path=Path(db_path))  # read-write, as its daily update opens it
+    db.insert_batch(records)  # ON CONFLICT upsert + refresh of daily_symbol_counts
+    rows = db.query("SELECT COUNT(*) FROM daily_availability")[0][0]
+    counts = {
+        d.isoformat(): [t, a]
+        for d, t, a in db.query(
+            "SELECT date, total_symbols, available_symbols FROM daily_symbol_counts"
+        )
+    }
+    db.close()
+    days = sorted({r["date"].isoformat() for r in records})
+    with SnapshotQueries(db_path=Path(db_path)) as snap:
+        snapshot = {
+            d: sorted(r["symbol"] for r in snap.get_available_symbols_on_date(d)) for d in days
+        }
+    print(json.dumps({"rows": rows, "counts": counts, "snapshot": snapshot}))
+
+
+def validate(rankings_path: str, generator_path: str) -> None:
+    """Its generator's own ``validate_rankings_table`` (schema, rows, ranks) on a file."""
+    import importlib.util
+
+    import pyarrow.parquet as pq
+
+    spec = importlib.util.spec_from_file_location("generate_volume_rankings", generator_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = pq.read_table(rankings_path)
+    module.validate_rankings_table(table)  # raises ValueError on any mismatch
+    print(json.dumps({"rows": table.num_rows, "schema": str(table.schema)}))
+
+
 if __name__ == "__main__":
-    {"build": build, "ask": ask}[sys.argv[1]](*sys.argv[2:])
+    commands = {"build": build, "ask": ask, "upsert": upsert, "validate": validate}
+    commands[sys.argv[1]](*sys.argv[2:])
