@@ -22,11 +22,16 @@ Measured:
 
 (a) a daily incremental run (re-check window 20 days) after the next day appeared:
     requests per symbol (goal <= 1.1) and the ratio to the HEAD-per-symbol-per-day
-    approach over the same 20-day window (symbols x 20 requests);
+    approach over the same 20-day window (symbols x 20 requests); measured twice from the
+    same state, without the weekly rotation (``full_every=0``, the daily run as it was) and
+    with it (``full_every=7``: one seventh of the symbols listed whole), as a ratio;
 (b) a full rebuild: requests vs the minimum, sum(ceil(keys_per_folder / 1000)) +
     discovery pages (goal: within 5 %). The full-scale figure (the whole synthetic
     history) is extrapolated: a folder of n keys costs ceil(n / 1000) requests, which
-    (b) verifies on the seeded folders, so the full-scale count is that minimum.
+    (b) verifies on the seeded folders, so the full-scale count is that minimum;
+(c) the rotation at full scale, by the same rule: the requests of each of the 7 daily runs
+    of a cycle (each symbol of the day's slice costs its whole folder's pages instead of
+    one), against the daily run without rotation.
 
 Also checked: the incremental state equals a full rebuild of the same bucket.
 Results: printed as Markdown and written to benchmarks/results/collect.json (not with
@@ -51,6 +56,7 @@ END = dt.date(2026, 11, 22)  # last synthetic day; the bucket first holds days u
 BUCKET = "data.binance.vision"
 ROOT = "data/futures/um/daily/klines/"
 RECHECK_DAYS = 20
+FULL_EVERY = 7
 
 
 def _key(symbol: str, day: dt.date) -> str:
@@ -104,6 +110,37 @@ def minimum_requests(keys_per_folder: dict[str, int], n_folders: int) -> int:
     """Fewest ListObjects requests that can list every folder and discover them."""
     pages = sum(max(1, math.ceil(n / 1000)) for n in keys_per_folder.values())
     return pages + max(1, math.ceil(n_folders / 1000))
+
+
+def rotation_cost(keys_per_folder: dict[str, int], first_day: dt.date) -> dict:
+    """Requests of each daily run of a rotation cycle at full scale, vs no rotation."""
+    from intake_bfa.producer.collect import due_for_full_listing
+
+    discovery = max(1, math.ceil(len(keys_per_folder) / 1000))
+    baseline = discovery + len(keys_per_folder)  # one window listing per symbol
+    per_day = []
+    for i in range(FULL_EVERY):
+        day = first_day + dt.timedelta(days=i)
+        per_day.append(
+            discovery
+            + sum(
+                max(1, math.ceil(n / 1000)) if due_for_full_listing(s, day, FULL_EVERY) else 1
+                for s, n in keys_per_folder.items()
+            )
+        )
+    mean = sum(per_day) / len(per_day)
+    return {
+        "full_every": FULL_EVERY,
+        "requests_per_day": per_day,
+        "mean_requests_per_day": round(mean, 1),
+        "max_requests_per_day": max(per_day),
+        "baseline_requests_per_day": baseline,
+        "mean_over_baseline": mean / baseline,
+        "max_over_baseline": max(per_day) / baseline,
+        "worst_case_delay_days": FULL_EVERY,
+        "delay_rule": "a change older than the re-check window is listed on its symbol's day of "
+        "the cycle, at most full_every days after it happened, and published by that run",
+    }
 
 
 def main() -> None:
@@ -167,8 +204,15 @@ def main() -> None:
         for s, rows in new_day.items():
             keys_per_folder[s] += 2 * len(rows)
 
+        import shutil
+
+        shutil.copytree(tmp / "state", tmp / "baseline")
+        next_day = END + dt.timedelta(days=1)
+        baseline = collect(
+            tmp / "baseline", recheck_days=RECHECK_DAYS, full_every=0, today=next_day, **run
+        )
         daily = collect(
-            tmp / "state", recheck_days=RECHECK_DAYS, today=END + dt.timedelta(days=1), **run
+            tmp / "state", recheck_days=RECHECK_DAYS, full_every=FULL_EVERY, today=next_day, **run
         )
         full2 = collect(tmp / "rebuild", full=True, today=END + dt.timedelta(days=1), **run)
 
@@ -228,6 +272,15 @@ def main() -> None:
             "folder, up to 5 pages); the daily run's cost does not depend on history length",
         },
     }
+    results["daily_incremental"]["without_rotation"] = {
+        "total_requests": baseline.total_requests,
+        "requests": baseline.requests,
+    }
+    results["daily_incremental"]["symbols_full_slice"] = daily.symbols_full_slice
+    results["daily_incremental"]["rotation_over_baseline"] = (
+        daily.total_requests / baseline.total_requests
+    )
+    results["rotation_full_scale"] = rotation_cost(full_scale_keys, END + dt.timedelta(days=1))
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         text = json.dumps(results, indent=1, ensure_ascii=False) + "\n"
@@ -268,6 +321,20 @@ def _print(r: dict) -> None:
         f"{x['full_rebuild_requests']:,} | | |\n"
         f"| full scale: HEAD per symbol per day, whole history | "
         f"{x['head_full_history_requests']:,} | | |"
+    )
+    rot = r["rotation_full_scale"]
+    print(
+        f"| daily run without rotation (same state) | "
+        f"{d['without_rotation']['total_requests']:,} | | |\n"
+        f"| daily run with rotation ({d['symbols_full_slice']} symbols listed whole) / "
+        f"without | {d['rotation_over_baseline']:.3f}x | | |\n"
+        f"| full scale, rotation every {rot['full_every']} days: requests per day "
+        f"(mean / max) | {rot['mean_requests_per_day']:,} / {rot['max_requests_per_day']:,} "
+        f"| | |\n"
+        f"| full scale: rotation / daily run without it (mean / max) | "
+        f"{rot['mean_over_baseline']:.3f}x / {rot['max_over_baseline']:.3f}x | | |\n"
+        f"| worst-case delay of a change older than the window | "
+        f"{rot['worst_case_delay_days']} days | | |"
     )
     print(
         f"\nElapsed against moto (bound by moto scanning the bucket per request): "

@@ -23,6 +23,8 @@ _LAZY = {
     "resolve_version": "intake_bfa.resolve",
     "local_path": "intake_bfa.datasets",
     "read": "intake_bfa.datasets",
+    "diff": "intake_bfa.audit",
+    "check": "intake_bfa.audit",
     "to_arrow": "intake_bfa.datasets",
     "to_duckdb": "intake_bfa.datasets",
     "connect": "intake_bfa.datasets",
@@ -33,6 +35,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake_bfa import errors
+    from intake_bfa.audit import check, diff
     from intake_bfa.browser import browse
     from intake_bfa.catalog import open_catalog
     from intake_bfa.config import get_settings

@@ -17,6 +17,7 @@ from intake_bfa.config import Settings, get_settings
 from intake_bfa.errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
 from intake_bfa.filters import DateLike, plan_filters, select_sql
 from intake_bfa.manifest import Manifest
+from intake_bfa.quality import check_files, log_anomalies
 from intake_bfa.releases import missing_dataset_note
 from intake_bfa.resolve import pin
 from intake_bfa.schema import DatasetSpec, get_spec
@@ -96,8 +97,28 @@ def ensure_local(
             from intake_bfa.derive import derive
 
             source = ensure_local(settings, manifest, entry.derived_from, callback=callback)
-            return derive(name, source, final)
+            derive(name, source, final)
+            if name == "daily_availability":  # once per version: the file is derived once
+                _warn_anomalies(layout, manifest, final)
+            return final
         return _download_entry(settings, manifest, layout, entry, final, callback)
+
+
+def _warn_anomalies(layout: CacheLayout, manifest: Manifest, daily: Path) -> None:
+    """Log the data-quality anomalies of a version built elsewhere (the rolling layout).
+
+    Its rankings are checked too when already cached; nothing is downloaded for this.
+    """
+    entry = manifest.datasets.get("volume_rankings")
+    rankings = layout.file_path(manifest.version, entry.local_name) if entry else None
+    try:
+        report = check_files(
+            daily, rankings if rankings and rankings.exists() else None, version=manifest.version
+        )
+    except Exception as err:  # a diagnostic must never break the read it accompanies
+        log.debug("could not check %s: %s", manifest.version, err)
+        return
+    log_anomalies(report)
 
 
 def _download_entry(settings, manifest, layout, entry, final: Path, callback: Any) -> Path:
@@ -179,16 +200,44 @@ def read(
     -------
     pandas.DataFrame
     """
-    spec, path = _table_path(dataset, version, settings)
-    filters = plan_filters(spec, start, end, symbols)
-    import pandas as pd
+    return arrow_to_pandas(
+        to_arrow(
+            dataset,
+            version,
+            columns=columns,
+            start=start,
+            end=end,
+            symbols=symbols,
+            settings=settings,
+        )
+    )
 
-    try:
-        return pd.read_parquet(path, columns=columns, filters=filters or None)
-    except (KeyError, ValueError) as err:
-        if columns:
-            raise _columns_error(path, columns, dataset) from err
-        raise
+
+def arrow_to_pandas(table: Any):
+    """A pyarrow Table as a pandas DataFrame, integers kept whole.
+
+    pyarrow turns an integer column holding nulls into float64 (and a boolean one into
+    objects); these come back as pandas' nullable ``Int64``/``boolean`` instead, as DuckDB
+    returns them, so :func:`read`, :class:`~intake_bfa.query.Query` and ``bfa sql`` give
+    the same dtypes for the same column.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+    }
+    frame = table.to_pandas()
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if column.type in nullable and column.null_count:
+            # Straight from Arrow, never via float64: a BIGINT above 2**53 stays exact.
+            single = pa.table({name: column}).to_pandas(types_mapper=nullable.get)
+            frame[name] = single[name].set_axis(frame.index)
+    return frame
 
 
 def to_arrow(

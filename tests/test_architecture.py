@@ -214,3 +214,24 @@ def test_importing_the_package_loads_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_lazy_public_names_are_never_shadowed_by_a_submodule():
+    """``intake_bfa.browse`` stays the function even after ``import intake_bfa.<module>``.
+
+    Importing a submodule binds its name on the package, so a public function must not share
+    its name with the module it lives in (``errors`` is the module itself, on purpose).
+    """
+    import subprocess
+
+    import intake_bfa
+
+    for name, module in intake_bfa._LAZY.items():
+        if module != "intake_bfa.errors":
+            assert module.rsplit(".", 1)[1] != name, (name, module)
+    code = (
+        "import intake_bfa.browser, intake_bfa.audit, intake_bfa; "
+        "print(callable(intake_bfa.browse), callable(intake_bfa.diff))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]

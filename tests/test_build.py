@@ -206,7 +206,10 @@ def test_diff_against_the_previous_release(tmp_path, table):
     diff = next(f for f in result.report.findings if f.check == "diff")
     assert diff.details["disappeared"] == 1 and diff.details["backfilled"] == 1
     notes = (tmp_path / "v2" / "RELEASE_NOTES.md").read_text()
-    assert f"| {gone_symbol} | {gone_date} | True | False |" in notes
+    assert f"| {gone_symbol} | {gone_date} | True → False |" in notes
+    changes = json.loads((tmp_path / "v2" / "changes.json").read_text())
+    assert changes["changes"]["disappeared"] == changes["changes"]["backfilled"] == 1
+    assert changes["examples"]["disappeared"][0]["symbol"] == gone_symbol
 
 
 def test_rank_changes_look_back_over_ranked_days_negative_when_rising(tmp_path, table):

@@ -27,7 +27,7 @@ import boto3
 import pytest
 
 from intake_bfa.errors import CollectError, ConfigError
-from intake_bfa.producer.collect import collect
+from intake_bfa.producer.collect import collect, due_for_full_listing
 from intake_bfa.producer.s3 import S3Client, parse_listing
 from intake_bfa.producer.state import load_state
 
@@ -399,6 +399,50 @@ def test_incremental_equals_full_rebuild(moto_endpoint, tmp_path):
     )
     eth = {r["date"]: r for r in rows(state_dir, "volume", ()) if r["symbol"] == "ETHUSDT"}
     assert eth[D(2024, 3, 5)]["trade_count"] == kline("ETHUSDT", D(2024, 3, 5))["count"]
+
+
+def test_rotation_publishes_an_old_change_within_a_week(moto_endpoint, tmp_path):
+    """Changes before the re-check window: one slice of symbols is listed whole per run."""
+    bucket = Vision(moto_endpoint, "vision-rotation")
+    bucket.put(base_objects())
+    state_dir = tmp_path / "s"
+    bucket.run(state_dir, today=T1, full_every=0)
+    before = {(r["symbol"], r["date"]): r for r in rows(state_dir)}
+    # Months before BTCUSDT's 20-day window: a file replaced and one that vanished.
+    replaced, vanished = D(2023, 1, 10), D(2023, 2, 1)
+    bucket.put({m1_key("BTCUSDT", replaced): b"replaced a year later, longer than before"})
+    bucket.delete(m1_key("BTCUSDT", vanished))
+    assert ("BTCUSDT", vanished) in before and ("BTCUSDT", replaced) in before
+
+    # Without the rotation, no daily run ever sees it.
+    blind = copy_state(state_dir, tmp_path / "blind")
+    for i in range(7):
+        bucket.run(blind, today=T1 + dt.timedelta(days=i), full_every=0)
+    assert {(r["symbol"], r["date"]): r for r in rows(blind)} == before
+
+    # With it: seen on BTCUSDT's day of the 7-day cycle, within 7 runs, at no extra request
+    # for the other symbols (each run lists SYMBOLS once, one slice of them whole).
+    slot = next(
+        i for i in range(7) if due_for_full_listing("BTCUSDT", T1 + dt.timedelta(days=i), 7)
+    )
+    for i in range(7):
+        report = bucket.run(state_dir, today=T1 + dt.timedelta(days=i))
+        now = {(r["symbol"], r["date"]): r for r in rows(state_dir)}
+        caught = ("BTCUSDT", vanished) not in now
+        assert caught == (i >= slot), i
+        if i == slot:
+            assert report.rows_removed == 1 and report.rows_changed == 1
+            assert report.requests["list"] == len(SYMBOLS) + 1  # BTCUSDT's second page
+    listed = [s for s in SYMBOLS if any(due_for_full_listing(s, T1 + dt.timedelta(days=i), 7)
+                                        for i in range(7))]  # fmt: skip
+    assert listed == list(SYMBOLS)  # every symbol had its day
+    assert (
+        now[("BTCUSDT", replaced)]["file_size_bytes"]
+        != before[("BTCUSDT", replaced)]["file_size_bytes"]
+    )
+    full = tmp_path / "full"
+    bucket.run(full, full=True, today=T1 + dt.timedelta(days=6))
+    assert rows(state_dir) == rows(full)
 
 
 # -- failures ---------------------------------------------------------------------------

@@ -27,6 +27,10 @@ def cat(published):
 def test_read_latest_matches_the_published_file(cat, published, samples):
     df = cat.daily_availability.read()
     expected = pd.read_parquet(samples.dated(V_NEW) / "daily_availability.parquet")
+    # pandas' reader turns integer columns with nulls into float64; read() keeps them whole.
+    for name in ("file_size_bytes", "trade_count"):
+        assert str(df[name].dtype) == "Int64" and df[name].isna().any()
+        expected[name] = expected[name].astype("Int64")
     pd.testing.assert_frame_equal(df, expected)
     assert list(df.columns) == list(DAILY_AVAILABILITY_COLUMNS)
     assert df["date"].max() == dt.date(2021, 6, 30)
@@ -194,3 +198,18 @@ def test_unknown_dataset(published):
         intake_bfa.read("daily_availabilty")
     assert "daily_availability" in str(info.value)  # suggestion
     assert isinstance(info.value, KeyError)
+
+
+def test_nullable_integers_have_one_dtype_in_read_query_and_sql(published):
+    from intake_bfa.query import Query
+
+    day, cols = "2020-08-03", ["symbol", "file_size_bytes", "trade_count", "status_code"]
+    read = intake_bfa.read("daily_availability", start=day, end=day, columns=cols)
+    assert read.file_size_bytes.isna().any() and read.file_size_bytes.notna().any()
+    with Query() as q:
+        sql = q.sql(f"SELECT {', '.join(cols)} FROM daily_availability WHERE date = '{day}'")
+    for name in ("file_size_bytes", "trade_count"):
+        assert sql[name].dtype == read[name].dtype == pd.Int64Dtype(), name
+    assert str(read.status_code.dtype) == "int32"  # no nulls: a plain integer, as DuckDB's
+    big = pa.table({"n": pa.array([2**62 + 1, None], pa.int64())})
+    assert intake_bfa.datasets.arrow_to_pandas(big).n[0] == 2**62 + 1  # never via float64

@@ -138,6 +138,34 @@ def _day(value) -> str:
     return str(value)[:10]
 
 
+def _assert_documented_conventions(ranks) -> None:
+    """What docs/datasets.md says of the rankings, checked on the generator's own file."""
+    rose = fell = 0
+    for _, rows in ranks.sort_values("date").groupby("symbol"):
+        r = rows["rank"].tolist()
+        change_1, change_7 = rows.rank_change_1d.tolist(), rows.rank_change_7d.tolist()
+        days = rows.days_available.tolist()
+        for i in range(len(r)):
+            # A row lag over the symbol's ranked days (not calendar days); negative = rose.
+            want_1 = r[i] - r[i - 1] if i >= 1 else None
+            want_7 = r[i] - r[i - 7] if i >= 7 else None
+            assert _plain([change_1[i], change_7[i]]) == _plain([want_1, want_7])
+            assert days[i] == min(30, i + 1)  # ranked rows so far, capped at 30
+            rose += bool(i and r[i] < r[i - 1] and change_1[i] < 0)
+            fell += bool(i and r[i] > r[i - 1] and change_1[i] > 0)
+    assert rose and fell
+    # Percentile: PERCENT_RANK in percent, 0 = the top of the day, 100 = its bottom.
+    for _, day in ranks.groupby("date"):
+        if len(day) > 1:
+            top, bottom = day.nsmallest(1, "rank"), day.nlargest(1, "rank")
+            assert float(top.percentile.iloc[0]) == 0.0
+            assert float(bottom.percentile.iloc[0]) == 100.0 or day["rank"].max() == 1
+    # Rows of a symbol with a gap are consecutive ranked days: 1000PEPEUSDT skipped two.
+    pepe = ranks[ranks.symbol == "1000PEPEUSDT"].sort_values("date")
+    steps = pepe.date.diff().dropna().map(lambda d: d.days).tolist()
+    assert 3 in steps  # a 3-day step, yet its rank_change_1d compares with that row
+
+
 def _generate_rankings(python, database, output) -> None:
     """Run the upstream's rankings generator script itself, as its workflow does."""
     out = subprocess.run(
@@ -277,6 +305,7 @@ def test_query_answers_equal_the_upstream_packages_on_its_own_database(
         assert gone > 0, "no delisting or gap in the compared days: the check would be vacuous"
         # Rank history: the generator's rows, as the file has them, for every ranked symbol.
         theirs_ranks = pq.read_table(rankings).to_pandas()
+        _assert_documented_conventions(theirs_ranks)
         for symbol in sorted(set(theirs_ranks.symbol)):
             mine = q.rank_history(symbol)
             want_rows = theirs_ranks[theirs_ranks.symbol == symbol].sort_values("date")

@@ -44,6 +44,9 @@ def test_publish_workflow_is_daily_after_the_upload_and_never_overlaps():
     assert doc["permissions"] == {"contents": "write"}
     runs = " ".join(s.get("run", "") for s in doc["jobs"]["publish"]["steps"])
     assert "--base latest" in runs and "bfa build" in runs and "bfa publish" in runs
+    # bfa collect needs botocore: without the producer extra every scheduled run would fail.
+    install = next(s["run"] for s in doc["jobs"]["publish"]["steps"] if s.get("name") == "Install")
+    assert "[producer]" in install or "[all]" in install
 
 
 @pytest.mark.slow

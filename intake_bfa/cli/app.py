@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from intake_bfa import __version__
-from intake_bfa.cli import cache, data, mirror, plot, producer, query, serve, stats
+from intake_bfa.cli import audit, cache, data, mirror, plot, producer, query, serve, stats
 from intake_bfa.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from intake_bfa.errors import BfaError
 
 #: Command groups in the order ``bfa --help`` lists them.
-COMMAND_GROUPS = (data, producer, query, plot, stats, mirror, serve, cache)
+COMMAND_GROUPS = (data, audit, producer, query, plot, stats, mirror, serve, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cli.common import settings_from_args
+from intake_bfa.cli.common import settings_from_args, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,20 @@ def _release_table(reference: str, settings) -> Any:
     """A published ``daily_availability`` as Arrow: from a path, or a version of the repo."""
     import pyarrow.parquet as pq
 
-    from intake_bfa.datasets import local_path
+    path, _ = _release_path(reference, settings)
+    return path, pq.read_table(path)
+
+
+def _release_path(reference: str, settings) -> tuple[Path, str]:
+    """A ``daily_availability`` file and its label: a path as is, else a pinned version's."""
+    from intake_bfa.datasets import ensure_local
+    from intake_bfa.resolve import pin
 
     path = Path(reference)
-    if not path.is_file():
-        path = local_path("daily_availability", reference, settings=settings)
-    return path, pq.read_table(path)
+    if path.is_file():
+        return path, str(path)
+    manifest = pin(reference, settings)
+    return ensure_local(settings, manifest, "daily_availability"), manifest.version
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -52,6 +60,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         state_dir,
         full=args.full,
         recheck_days=args.recheck_days,
+        full_every=args.full_every,
         workers=args.workers,
         volume=args.volume,
         error_threshold=args.error_threshold,
@@ -79,14 +88,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     from intake_bfa.producer.release import build_from_state, describe
 
     settings = settings_from_args(args)
-    previous = None
+    previous = label = None
     if args.previous and args.previous != "none":
-        previous, _ = _release_table(args.previous, settings)
+        previous, label = _release_path(args.previous, settings)
     result = build_from_state(
         Path(args.state),
         Path(args.out),
         version=args.version,
         previous=previous,
+        previous_label=label,
         repo=args.pin_repo,
         strict=args.strict,
     )
@@ -154,6 +164,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="list every key, not just the window")
     p.add_argument("--volume", action="store_true", help="also collect daily volume and OHLC")
     p.add_argument("--recheck-days", type=int, default=20, help="re-check window (default 20)")
+    p.add_argument("--full-every", type=whole_number(0), default=7,
+                   help="list every symbol in full once per this many days, one slice per run, "
+                        "catching changes older than the window (default 7; 0: never)")  # fmt: skip
     p.add_argument("--workers", type=int, default=8, help="concurrent listings (default 8)")
     p.add_argument("--error-threshold", type=float, default=0.05,
                    help="fail when more symbols than this fraction fail (default 0.05)")  # fmt: skip

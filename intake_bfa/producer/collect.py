@@ -10,6 +10,13 @@ late back-fills and replaced objects are picked up. Since the window is re-liste
 whole, an incremental run ends with the state a full rebuild would produce, as long
 as nothing changed before the window.
 
+Changes before the window (a back-fill of last year, a file replaced months later) are
+caught by a rotating full re-listing: every run also lists one slice of the symbols from
+their first day, a fixed slice per day of a ``full_every``-day cycle (7 by default), so
+every symbol is listed whole at least once every ``full_every`` days. Such a change is
+therefore published at most ``full_every - 1`` days after the run that could first see it,
+for a few extra requests per run (``benchmarks/bench_collect.py``).
+
 A symbol whose listing fails keeps its previous rows; when more than
 ``error_threshold`` of the symbols fail, the run raises and saves nothing, so a
 broken run is never published.
@@ -21,6 +28,7 @@ import datetime as dt
 import logging
 import re
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +65,8 @@ class CollectReport:
         UTC run date, whether every symbol was listed from the start, start time (ISO).
     symbols_discovered, symbols_listed, symbols_new
         Symbol folders found; listed successfully; listed in full for being new.
+    symbols_full_slice
+        Known symbols listed in full because today is their day of the rotation.
     symbols_failed
         Symbol -> reason, for symbols whose listing or volume failed.
     symbols_vanished
@@ -84,6 +94,7 @@ class CollectReport:
     symbols_discovered: int = 0
     symbols_listed: int = 0
     symbols_new: int = 0
+    symbols_full_slice: int = 0
     symbols_failed: dict[str, str] = field(default_factory=dict)
     symbols_vanished: list[str] = field(default_factory=list)
     keys_seen: int = 0
@@ -133,6 +144,18 @@ def discover(client: S3Client) -> list[str]:
     return [n for n in names if n and "/" not in n]
 
 
+def due_for_full_listing(symbol: str, today: dt.date, full_every: int) -> bool:
+    """True when ``today`` is ``symbol``'s day of the ``full_every``-day rotation.
+
+    Each symbol has a fixed slot (a CRC-32 of its name, stable across runs, machines and
+    Python versions, unlike ``hash``), so over any ``full_every`` consecutive days every
+    symbol comes up exactly once. ``full_every <= 0`` turns the rotation off.
+    """
+    if full_every <= 0:
+        return False
+    return zlib.crc32(symbol.encode()) % full_every == today.toordinal() % full_every
+
+
 def list_symbol(client: S3Client, symbol: str, since: dt.date) -> tuple[Any, int]:
     """Availability rows of ``symbol`` from ``since`` on, and how many keys were seen.
 
@@ -173,6 +196,7 @@ def collect(
     *,
     full: bool = False,
     recheck_days: int = 20,
+    full_every: int = 7,
     workers: int = 8,
     volume: bool = False,
     error_threshold: float = 0.05,
@@ -193,6 +217,9 @@ def collect(
         trailing window.
     recheck_days
         Days before each symbol's last known date that are listed again.
+    full_every
+        Rotation length in days: each run also lists ``1 / full_every`` of the known
+        symbols from their first day (see :func:`due_for_full_listing`); 0 turns it off.
     workers
         Symbols listed concurrently.
     volume
@@ -222,12 +249,13 @@ def collect(
         For invalid arguments or ``BFA_*`` values.
     """
     started = time.perf_counter()
-    if recheck_days < 0 or workers < 1 or not 0 <= error_threshold <= 1:
+    if recheck_days < 0 or full_every < 0 or workers < 1 or not 0 <= error_threshold <= 1:
         raise ConfigError(
-            "collect needs recheck_days >= 0, workers >= 1 and 0 <= error_threshold <= 1 "
-            f"(got {recheck_days}, {workers}, {error_threshold})",
+            "collect needs recheck_days >= 0, full_every >= 0, workers >= 1 and "
+            f"0 <= error_threshold <= 1 (got {recheck_days}, {full_every}, {workers}, "
+            f"{error_threshold})",
             variable="collect",
-            value=(recheck_days, workers, error_threshold),
+            value=(recheck_days, full_every, workers, error_threshold),
         )
     settings = settings or get_settings()
     if settings.offline:
@@ -273,6 +301,9 @@ def collect(
     for symbol in symbols:
         if full or symbol not in last:
             plans.append(_Plan(symbol, EARLIEST, new=symbol not in last))
+        elif due_for_full_listing(symbol, today, full_every):
+            plans.append(_Plan(symbol, EARLIEST, new=False))
+            report.symbols_full_slice += 1
         else:
             since = max(EARLIEST, last[symbol] - dt.timedelta(days=recheck_days))
             plans.append(_Plan(symbol, since, new=False))
@@ -374,4 +405,11 @@ def _merge(state: State, done: list[_Result], since: dict[str, dt.date], report:
         merge_volume(state, rows_to_table(rows))
 
 
-__all__ = ["KLINES_PREFIX", "CollectReport", "collect", "discover", "list_symbol"]
+__all__ = [
+    "KLINES_PREFIX",
+    "CollectReport",
+    "collect",
+    "discover",
+    "due_for_full_listing",
+    "list_symbol",
+]

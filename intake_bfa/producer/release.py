@@ -50,6 +50,7 @@ def build_from_state(
     *,
     version: str | None = None,
     previous: Path | None = None,
+    previous_label: str | None = None,
     repo: str | None = None,
     api_url: str | None = None,
     threshold: float = DROP_THRESHOLD,
@@ -68,6 +69,8 @@ def build_from_state(
         Release version; default today's UTC date (tag ``data-<version>``).
     previous
         The previous release's ``daily_availability.parquet``, for the diff.
+    previous_label
+        Its version, named in the release notes and ``changes.json``.
     repo, api_url
         Pinned into the release's ``catalog.yaml`` (None: left to the environment).
     threshold, strict
@@ -111,7 +114,12 @@ def build_from_state(
         catalog_yaml(repo=repo, api_url=api_url, version=version).encode(),
     )
     report = validate_release(
-        Path(out_dir), previous=previous, threshold=threshold, strict=strict, notes=notes
+        Path(out_dir),
+        previous=previous,
+        previous_label=previous_label,
+        threshold=threshold,
+        strict=strict,
+        notes=notes,
     )
     cov = manifest["coverage"]
     return BuildResult(

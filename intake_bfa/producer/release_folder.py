@@ -1,7 +1,7 @@
 """A built release folder, read and checked before publishing.
 
 Every asset ``manifest.json`` lists must exist with the size and sha256 it records;
-``catalog.yaml`` is published too when present, ``RELEASE_NOTES.md`` becomes the release
+``catalog.yaml`` and ``changes.json`` are published too when present, ``RELEASE_NOTES.md`` becomes the release
 notes, and ``manifest.json`` is always uploaded last (a release without it is incomplete
 to consumers).
 """
@@ -17,6 +17,7 @@ from intake_bfa.errors import ManifestError, PublishError
 from intake_bfa.manifest import MANIFEST_NAME, check_asset_name, parse_manifest
 from intake_bfa.producer.build import sha256_file
 from intake_bfa.producer.github_write import LocalFile
+from intake_bfa.producer.validate import CHANGES_NAME
 from intake_bfa.releases import DATED_TAG_RE, release_body_metadata
 
 CATALOG_NAME = "catalog.yaml"
@@ -51,7 +52,7 @@ def read_release_dir(release_dir: str | Path, version: str | None = None) -> Loc
     """Read and check a release folder written by :func:`~.build.build_release`.
 
     Every asset listed in ``manifest.json`` must exist with the size and sha256 it records;
-    ``catalog.yaml`` is published too if present, and ``RELEASE_NOTES.md`` (if present)
+    ``catalog.yaml`` and ``changes.json`` are published too if present, and ``RELEASE_NOTES.md`` (if present)
     becomes the release notes.
 
     Raises
@@ -86,8 +87,9 @@ def read_release_dir(release_dir: str | Path, version: str | None = None) -> Loc
         if isinstance(entry, dict) and entry.get("asset"):
             name = check_asset_name(entry["asset"], f"{manifest_path}: dataset {key!r}")
             assets[name] = _local(root / name, entry)
-    if (root / CATALOG_NAME).is_file():
-        assets[CATALOG_NAME] = _local(root / CATALOG_NAME)
+    for extra in (CATALOG_NAME, CHANGES_NAME):  # published when the build wrote them
+        if (root / extra).is_file():
+            assets[extra] = _local(root / extra)
     assets[MANIFEST_NAME] = _local(manifest_path)
     meta = {
         "coverage": raw.get("coverage"),

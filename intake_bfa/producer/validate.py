@@ -8,8 +8,12 @@
   error with ``strict``);
 * **consistency**: every table has the same columns, types, row count and content
   (an order-independent sum of row hashes) in the DuckDB database and in its Parquet file;
-* **diff** against the previous release: symbol-days that disappeared, late back-fills
-  that appeared, new dates; written into ``RELEASE_NOTES.md``.
+* **diff** against the previous release (:func:`intake_bfa.changes.diff_files`): new
+  dates, late back-fills, files that disappeared or were replaced, volumes that arrived or
+  were revised, new and delisted symbols; written into ``RELEASE_NOTES.md`` and, machine
+  readable, ``changes.json`` (an asset of the release);
+* **quality** (:func:`intake_bfa.quality.check_files`): the anomalies ``bfa check`` reports,
+  listed in ``RELEASE_NOTES.md`` (warnings: the data is published as observed).
 
 Errors fail the gate (``bfa build`` exits non-zero and nothing is published).
 """
@@ -27,9 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.cache.layout import atomic_write_bytes
+from intake_bfa.changes import diff_files
+from intake_bfa.quality import check_files
 
 log = logging.getLogger(__name__)
 
+#: The machine-readable changes asset of every release (:class:`intake_bfa.changes.ReleaseDiff`).
+CHANGES_NAME = "changes.json"
 DROP_THRESHOLD = 0.3  # a day with 30 % fewer available symbols than the day before
 _TABLES = {"daily_availability": "daily_availability.parquet",
            "volume_rankings": "volume_rankings.parquet", "symbols": "symbols.parquet"}  # fmt: skip
@@ -164,47 +172,50 @@ def check_consistency(report: ValidationReport, con: Any, release_dir: Path) -> 
             report.add("info", "consistency", f"{table}: {a[0]} rows identical in both")
 
 
-def diff_previous(report: ValidationReport, con: Any, current: Path, previous: Path) -> None:
-    """Symbol-days that disappeared or were back-filled since the previous release."""
-    sql = """
-        SELECT
-          count(*) FILTER (WHERE p.available AND NOT c.available) AS disappeared,
-          count(*) FILTER (WHERE NOT p.available AND c.available) AS backfilled
-        FROM read_parquet(?) c JOIN read_parquet(?) p USING (date, symbol)
-    """
-    disappeared, backfilled = con.sql(sql, params=[str(current), str(previous)]).fetchall()[0]
-    examples = con.sql(
-        """SELECT c.symbol, c.date, p.available AS before, c.available AS now
-           FROM read_parquet(?) c JOIN read_parquet(?) p USING (date, symbol)
-           WHERE p.available <> c.available ORDER BY c.date DESC, c.symbol LIMIT 20""",
-        params=[str(current), str(previous)],
-    ).fetchall()
-    new_dates = con.sql(
-        "SELECT count(DISTINCT date) FROM read_parquet(?) WHERE date > "
-        "(SELECT max(date) FROM read_parquet(?))",
-        params=[str(current), str(previous)],
-    ).fetchall()[0][0]
+def diff_previous(
+    report: ValidationReport, current: Path, previous: Path, previous_label: str | None = None
+) -> dict[str, Any]:
+    """Every change since the previous release; returns the ``changes.json`` document."""
+    changes = diff_files(
+        previous, current, old_label=previous_label or str(previous), new_label=report.version
+    )
+    doc = changes.to_dict()
     report.add(
         "info",
         "diff",
-        f"{new_dates} new dates; {backfilled} late back-fills appeared; "
-        f"{disappeared} symbol-days disappeared",
-        new_dates=new_dates,
-        backfilled=backfilled,
-        disappeared=disappeared,
-        examples=[[s, d.isoformat(), b, n] for s, d, b, n in examples],
+        changes.summary(),
+        new_dates=changes.new_dates,
+        **changes.changes,
+        new_symbols=changes.new_symbols,
+        delisted_symbols=changes.delisted_symbols,
     )
+    return doc
+
+
+def check_quality(report: ValidationReport, release_dir: Path) -> None:
+    """The anomalies of the data as observed (warnings: published, and said so)."""
+    quality = check_files(
+        release_dir / _TABLES["daily_availability"],
+        release_dir / _TABLES["volume_rankings"],
+        version=report.version,
+    )
+    for a in quality.anomalies:
+        report.add("warning", "quality", f"{a.name}: {a.count} ({a.meaning})", count=a.count)
+    if quality.clean:
+        report.add("info", "quality", f"no anomaly ({len(quality.checked)} checks)")
 
 
 def validate_release(
     release_dir: Path,
     *,
     previous: Path | None = None,
+    previous_label: str | None = None,
     threshold: float = DROP_THRESHOLD,
     strict: bool = False,
     notes: list[Finding] | None = None,
 ) -> ValidationReport:
-    """Run every gate on ``release_dir``; write ``validation.json`` and ``RELEASE_NOTES.md``.
+    """Run every gate on ``release_dir``; write ``validation.json``, ``changes.json`` and
+    ``RELEASE_NOTES.md``.
 
     Parameters
     ----------
@@ -212,6 +223,8 @@ def validate_release(
         A folder written by :func:`intake_bfa.producer.build.build_release`.
     previous
         The previous release's ``daily_availability.parquet`` (for the diff), if any.
+    previous_label
+        The previous release's version, named in the diff (default its path).
     threshold
         Fraction of available symbols a day may lose before it is flagged.
     strict
@@ -239,9 +252,13 @@ def validate_release(
         check_continuity(report, counts)
         check_completeness(report, counts, threshold=threshold, strict=strict)
         check_consistency(report, con, release_dir)
-        if previous is not None:
-            diff_previous(report, con, release_dir / "daily_availability.parquet", previous)
         con.close()
+        check_quality(report, release_dir)
+        changes: dict[str, Any] = {"old": None, "new": report.version,
+                                   "note": "no previous release was given to compare with"}  # fmt: skip
+        if previous is not None:
+            current = release_dir / _TABLES["daily_availability"]
+            changes = diff_previous(report, current, previous, previous_label)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     doc = {
@@ -250,12 +267,18 @@ def validate_release(
         "findings": [asdict(f) for f in report.findings],
     }
     atomic_write_bytes(release_dir / "validation.json", json.dumps(doc, indent=1).encode())
-    atomic_write_bytes(release_dir / "RELEASE_NOTES.md", release_notes(manifest, report).encode())
+    atomic_write_bytes(
+        release_dir / CHANGES_NAME, json.dumps(changes, indent=1, default=str).encode()
+    )
+    notes_text = release_notes(manifest, report, changes)
+    atomic_write_bytes(release_dir / "RELEASE_NOTES.md", notes_text.encode())
     return report
 
 
-def release_notes(manifest: dict[str, Any], report: ValidationReport) -> str:
-    """Human release notes: coverage, sizes, validation results and the diff."""
+def release_notes(
+    manifest: dict[str, Any], report: ValidationReport, changes: dict[str, Any] | None = None
+) -> str:
+    """Human release notes: coverage, sizes, validation results and every change."""
     cov = manifest.get("coverage") or {}
     lines = [
         f"# Binance USDT-M futures availability {manifest['version']}",
@@ -272,9 +295,33 @@ def release_notes(manifest: dict[str, Any], report: ValidationReport) -> str:
         )
     lines += ["", "## Validation", ""]
     lines += [f"- **{f.level}** {f.check}: {f.message}" for f in report.findings]
-    for f in report.findings:
-        if f.check == "diff" and f.details.get("examples"):
-            lines += ["", "## Changes since the previous release (first 20)", ""]
-            lines += ["| symbol | date | before | now |", "|---|---|---|---|"]
-            lines += [f"| {s} | {d} | {b} | {n} |" for s, d, b, n in f.details["examples"]]
+    if changes and changes.get("old"):
+        lines += _changes_section(changes)
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def _changes_section(changes: dict[str, Any]) -> list[str]:
+    lines = ["", f"## Changes since {changes['old']}", "",
+             f"{changes['new_dates']} new dates, {changes['added_rows']} rows added, "
+             f"{changes['removed_rows']} rows removed. Machine-readable: `{CHANGES_NAME}`.", "",
+             "| change | rows | meaning |", "|---|---:|---|"]  # fmt: skip
+    for kind, n in changes["changes"].items():
+        lines.append(f"| {kind} | {n} | {changes['meanings'][kind]} |")
+    for label, key in (("New symbols", "new_symbols"), ("Delisted symbols", "delisted_symbols")):
+        names = changes[key]
+        lines += ["", f"{label} ({len(names)}): " + (", ".join(names) if names else "none") + "."]
+    for kind, examples in changes["examples"].items():
+        lines += ["", f"### {kind} (newest {len(examples)} of {changes['changes'][kind]})", "",
+                  "| symbol | date | available | size | last modified | quote volume |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for e in examples:
+            cells = [
+                " → ".join(_cell(v) for v in dict.fromkeys(e[key]))
+                for key in ("available", "file_size_bytes", "last_modified", "quote_volume_usdt")
+            ]
+            lines.append(f"| {e['symbol']} | {e['date']} | " + " | ".join(cells) + " |")
+    return lines

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.config import Settings, get_settings
-from intake_bfa.datasets import ensure_local
+from intake_bfa.datasets import arrow_to_pandas, ensure_local
 from intake_bfa.errors import QueryError
 from intake_bfa.filters import DateLike, as_date
 from intake_bfa.query import sql as S
@@ -338,7 +338,7 @@ class Query:
                 reason="too_many_rows",
                 max_rows=max_rows,
             )
-        return table if arrow else table.to_pandas()
+        return table if arrow else arrow_to_pandas(table)
 
     def _unknown_table(self, err: Exception) -> QueryError:
         """A missing table named with what there is, instead of DuckDB's nearest catalog name."""
