@@ -14,7 +14,7 @@ import pytest
 
 import intake_bfa
 from intake_bfa.cli.output import render_table
-from intake_bfa.testing.releases import SAMPLE_REPO
+from intake_bfa.testing.releases import SAMPLE_REPO, publish_rolling
 
 from .conftest import V_NEW, V_OLD, run_cli
 
@@ -323,3 +323,23 @@ def test_a_rolling_release_without_rankings_answers_everything_else(server, samp
     assert out.returncode == 1
     assert "there is no table 'nope'; the tables are daily_availability, symbols" in out.stderr
     assert "pg_enum" not in out.stderr
+
+
+def test_sql_remote_on_the_rolling_layout_reads_its_parquet_asset(server, samples, monkeypatch):
+    """The rankings Parquet is read by range requests; what only the database holds says so."""
+    from .conftest import ROLLING_END, ROLLING_REPO
+
+    publish_rolling(server, ROLLING_REPO, samples.rolling(ROLLING_END))
+    monkeypatch.setenv("BFA_API_URL", server.api_url)
+    monkeypatch.setenv("BFA_REPO", ROLLING_REPO)
+    server.clear_requests()
+    out = run_cli("sql", "--remote", "SELECT count(*) AS n FROM volume_rankings", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    want = pq.read_metadata(samples.rolling(ROLLING_END) / "volume-rankings-timeseries.parquet")
+    assert int(out.stdout.splitlines()[1]) == want.num_rows
+    fetched = [r.path for r in server.requests if r.origin == "objects"]
+    assert fetched and not any("duckdb" in p for p in fetched)  # the database is never read
+    out = run_cli("sql", "--remote", "SELECT count(*) FROM daily_availability")
+    assert out.returncode == 1
+    assert "daily_availability of version rolling-" in out.stderr, out.stderr
+    assert "without --remote; the tables are volume_rankings" in out.stderr

@@ -154,7 +154,15 @@ def _remote_sql(args: argparse.Namespace) -> int:
     try:
         table = fetch_arrow(con.sql(args.query))
     except duckdb.Error as err:  # a binding error (fetch_arrow converts execution errors)
-        raise S.sql_error(err) from None
+        present = {name for (name,) in con.execute(S.VIEWS_SQL).fetchall()}
+        views = [t for t in S.TABLES if t in present]
+
+        def absent(name: str) -> str:
+            return (f"{name} of version {version} is not published as a Parquet file (the "
+                    "rolling layout derives it from its database), so it cannot be read "
+                    "remotely; run the query without --remote")  # fmt: skip
+
+        raise S.unknown_table_error(err, views, absent) from None
     finally:
         stats = filesystem_of(con).stats()
         con.close()

@@ -34,7 +34,6 @@ import datetime as dt
 import difflib
 import logging
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -341,23 +340,16 @@ class Query:
         return table if arrow else arrow_to_pandas(table)
 
     def _unknown_table(self, err: Exception) -> QueryError:
-        """A missing table named with what there is, instead of DuckDB's nearest catalog name."""
-        match = re.search(r"Table with name (\S+) does not exist", str(err))
-        if match is None:
-            return S.sql_error(err)
-        name = match[1].strip('"')
+        """A missing table named with what there is (see :func:`S.unknown_table_error`)."""
         views = [t for t in S.TABLES if t in self._manifest.datasets]
-        there = f"the tables are {', '.join(views)}"
         if self._sql_database:
-            there += f" and {S.DATABASE_SCHEMA}.* (availability_db)"
-        if name in S.TABLES:
+            views.append(f"{S.DATABASE_SCHEMA}.* (availability_db)")
+
+        def absent(name: str) -> str:
             note = missing_dataset_note(self._manifest.layout, name)
-            return QueryError(
-                f"version {self.version} has no {name} dataset ({note}); {there}",
-                dataset=name,
-                version=self.version,
-            )
-        return QueryError(f"there is no table {name!r}; {there}", table=name)
+            return f"version {self.version} has no {name} dataset ({note})"
+
+        return S.unknown_table_error(err, views, absent)
 
     def _locked(self, database: bool) -> Any:
         if self._sql_con is not None and (self._sql_database or not database):

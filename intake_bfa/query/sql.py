@@ -14,8 +14,9 @@ read-only ``SELECT`` (see :func:`check_select` for why both layers are needed).
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,28 @@ def sql_error(err: Exception) -> QueryError:
     return QueryError(message, duckdb_error=type(err).__name__)
 
 
+#: The views a connection of this module holds (the datasets it can read).
+VIEWS_SQL = "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'"
+
+
+def unknown_table_error(
+    err: Exception, tables: Sequence[str], absent: Callable[[str], str]
+) -> QueryError:
+    """A missing table named with what there is, instead of DuckDB's nearest catalog name.
+
+    ``tables`` are the views the query could use; ``absent(name)`` says why one of
+    :data:`TABLES` is not among them. Any other error is :func:`sql_error`'s.
+    """
+    match = re.search(r"Table with name (\S+) does not exist", str(err))
+    if match is None:
+        return sql_error(err)
+    name = match[1].strip('"')
+    there = f"the tables are {', '.join(tables)}"
+    if name in TABLES:
+        return QueryError(f"{absent(name)}; {there}", dataset=name)
+    return QueryError(f"there is no table {name!r}; {there}", table=name)
+
+
 def locked_connection(
     files: Mapping[str, Path],
     database: Path | None = None,
@@ -311,17 +334,26 @@ def locked_remote_connection(version: str, settings: Any) -> tuple[Any, str]:
     Raises
     ------
     QueryError
-        When a table is not published as a Parquet asset (the rolling layout).
+        When the version publishes no table as a Parquet asset.
     NotCachedError
         Offline (``BFA_OFFLINE=1``).
     """
-    from intake_bfa.remote.relation import remote_connection, remote_url
+    from intake_bfa.remote.relation import remote_connection, remote_tables, remote_url
     from intake_bfa.resolve import resolve_version
 
     pinned = resolve_version(version, settings=settings)
-    allowed = [remote_url(name, pinned, settings=settings) for name in TABLES]
+    # The tables published as Parquet (on the rolling layout only volume_rankings): a query
+    # of another one fails on its own, naming the table, like a missing local dataset.
+    tables = [t for t in TABLES if t in remote_tables(pinned, settings=settings)]
+    if not tables:
+        raise QueryError(
+            f"version {pinned} publishes no table as a Parquet asset, so nothing can be "
+            "queried remotely; run the query without --remote (it downloads the data once)",
+            version=pinned,
+        )
+    allowed = [remote_url(name, pinned, settings=settings) for name in tables]
     # Always our filesystem (never httpfs): its token rules, checks and byte counters.
-    con = remote_connection(pinned, settings=settings, datasets=TABLES, engine="fsspec")
+    con = remote_connection(pinned, settings=settings, datasets=tables, engine="fsspec")
     _lock(con, allowed)
     return con, pinned
 

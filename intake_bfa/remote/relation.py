@@ -77,6 +77,20 @@ def _remote_entry(manifest: Any, dataset: str, settings: Settings) -> Any:
     return entry
 
 
+def remote_tables(version: str = "latest", *, settings: Settings | None = None) -> list[str]:
+    """The table datasets of ``version`` published as Parquet assets: what ranges can read.
+
+    Every table of a dated release; on the rolling layout only ``volume_rankings`` (the
+    other tables are derived locally from its compressed database).
+    """
+    from intake_bfa.schema import DATASETS
+
+    manifest = _manifest(version, settings or get_settings())
+    return [
+        n for n, e in manifest.datasets.items() if n in DATASETS and _readable(DATASETS[n].kind, e)
+    ]
+
+
 def _manifest(version: str, settings: Settings) -> Any:
     if settings.offline:
         raise offline_error(settings, "a remote query")
@@ -253,18 +267,9 @@ def remote_connection(
     """
     import duckdb
 
-    from intake_bfa.schema import DATASETS
-
     settings = settings or get_settings()
     manifest = _manifest(version, settings)
-    if datasets is None:
-        names = [
-            n
-            for n, e in manifest.datasets.items()
-            if n in DATASETS and _readable(DATASETS[n].kind, e)
-        ]
-    else:
-        names = list(datasets)
+    names = remote_tables(version, settings=settings) if datasets is None else list(datasets)
     con = con if con is not None else duckdb.connect()
     for name in names:
         entry = _remote_entry(manifest, name, settings)
@@ -287,5 +292,6 @@ __all__ = [
     "httpfs_available",
     "remote_connection",
     "remote_relation",
+    "remote_tables",
     "remote_url",
 ]
