@@ -61,6 +61,15 @@ class VersionNotFoundError(BfaError, LookupError):
     """No release holds the requested dataset version."""
 
 
+class DatasetPathNotFoundError(DatasetNotFoundError, FileNotFoundError):
+    """A ``bfa://`` path names no dataset of the release: also a ``FileNotFoundError``,
+    which fsspec and its callers (pandas, pyarrow, Dask) catch for a missing path."""
+
+
+class VersionPathNotFoundError(VersionNotFoundError, FileNotFoundError):
+    """A ``bfa://`` path names a version no release holds: also a ``FileNotFoundError``."""
+
+
 class RepoNotFoundError(BfaError, FileNotFoundError):
     """The configured repository does not exist or is not visible to this token."""
 

@@ -80,9 +80,14 @@ def select_sql(columns: Sequence[str] | None, filters: Sequence[Filter]) -> tupl
     where, params = [], []
     for column, op, value in filters:
         if op == "in":
-            where.append(f"list_contains(?, {quote_identifier(column)})")
+            # One placeholder per value: DuckDB 1.5 prunes row groups (Parquet statistics)
+            # for ``col IN (?, ?)`` but not for ``list_contains(?, col)`` (a one-symbol
+            # remote query read 100 % of the file instead of 3.6 %).
+            values = list(value)
+            where.append(f"{quote_identifier(column)} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
         else:
             where.append(f"{quote_identifier(column)} {op} ?")
-        params.append(value)
+            params.append(value)
     sql = f"SELECT {cols} FROM read_parquet(?)" + (" WHERE " + " AND ".join(where) if where else "")
     return sql, params

@@ -10,7 +10,10 @@ URL grammar
 ``bfa://OWNER/REPO/DATASET[@VERSION]``
     The same, from an explicit repository.
 ``bfa://`` and ``bfa://OWNER/REPO``
-    Directories: ``ls`` lists the datasets of the latest version.
+    Directories: ``ls`` lists the datasets of the latest version as their children
+    (``DATASET@VERSION`` at the root, ``OWNER/REPO/DATASET@VERSION`` under a repository),
+    so ``glob("bfa://*")``, ``find``, ``walk``, ``expand_path``, ``fsspec.open_files`` and
+    ``fsspec.get_mapper("bfa://")`` work as on any fsspec filesystem.
 
 Storage options (``repo``, ``api_url``, ``cache_dir``, ``token``, ``offline``, ``ttl``,
 ``timeout``: every argument of :func:`intake_bfa.config.get_settings`) override the
@@ -23,16 +26,22 @@ Storage options (``repo``, ``api_url``, ``cache_dir``, ``token``, ``offline``, `
 Every byte comes from :func:`intake_bfa.datasets.local_path`: downloaded once, verified
 and moved into the package cache atomically; files opened here are that verified local
 file. After the first read nothing touches the network (``info``, ``exists``, ``ls``
-included) until "latest" is older than ``BFA_TTL``. Unknown datasets raise
-:class:`~intake_bfa.errors.DatasetNotFoundError` (a ``KeyError``), unknown versions
-:class:`~intake_bfa.errors.VersionNotFoundError` (a ``LookupError``), malformed paths
-:class:`~intake_bfa.errors.QueryError` (a ``ValueError``). Writing raises ``PermissionError``.
+included) until "latest" is older than ``BFA_TTL``. Byte ranges (``cat_file``,
+``cat_ranges``, ``read_block``, negative and open-ended) mean exactly what they mean on
+fsspec's LocalFileSystem (``tests/test_fs_conformance.py`` checks each against it).
+
+An unknown dataset raises :class:`~intake_bfa.errors.DatasetPathNotFoundError`, an unknown
+version :class:`~intake_bfa.errors.VersionPathNotFoundError`: ours (with a suggestion) and
+``FileNotFoundError``, which fsspec's callers catch (pyarrow, under pandas, reports it as
+its own ``FileNotFoundError``). Malformed paths raise :class:`~intake_bfa.errors.QueryError`
+(a ``ValueError``). Any write, to any name, raises ``PermissionError``.
 
 Canonical paths and ``simplecache::bfa://``
 -------------------------------------------
-On a filesystem instance every path is canonicalised to ``OWNER/REPO/DATASET@VERSION``
-with "latest" already resolved (``fs._strip_protocol``, which fsspec and simplecache call
-before anything else). simplecache names its cache file after the hash of that stripped
+On a filesystem instance every dataset path is canonicalised to
+``OWNER/REPO/DATASET@VERSION`` with "latest" already resolved (``fs._strip_protocol``,
+which fsspec and simplecache call before anything else); glob patterns and paths that
+name no dataset only lose the protocol, and the operation on them says what is wrong. simplecache names its cache file after the hash of that stripped
 path, so its key is the pinned version: when "latest" moves (after ``BFA_TTL``),
 ``simplecache::bfa://DATASET`` maps to a new key and serves the new version instead of a
 stale file, and two repositories never share a key. On a miss simplecache calls
@@ -46,8 +55,8 @@ set it), opening ``simplecache::bfa://...`` for writing (simplecache truncates i
 before our ``PermissionError`` comes at commit), ``same_names=True`` across repositories
 (the key is the basename ``DATASET@VERSION``), and ``cat_ranges`` called directly on the
 simplecache instance with unstripped "latest" paths (simplecache keys them unstripped).
-``filecache`` works the same way; ``blockcache`` is not supported (it needs fsspec's
-buffered remote files, and the files here are already local).
+``filecache`` works the same way. ``blockcache`` asks for fsspec's buffered file
+(``cache_type``), which :meth:`BfaFileSystem._open` then gives, over the verified file.
 """
 
 from __future__ import annotations
@@ -63,7 +72,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.spec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from fsspec.utils import isfilelike, stringify_path
 
 from intake_bfa.cache.layout import CacheLayout, atomic_writer
@@ -72,9 +82,11 @@ from intake_bfa.datasets import ensure_local
 from intake_bfa.errors import (
     ConfigError,
     DatasetNotFoundError,
+    DatasetPathNotFoundError,
     QueryError,
     RepoNotFoundError,
     VersionNotFoundError,
+    VersionPathNotFoundError,
 )
 from intake_bfa.manifest import DatasetEntry, Manifest
 from intake_bfa.resolve import pin
@@ -93,6 +105,8 @@ _COPY_CHUNK = 1 << 20
 IN_MEMORY_BYTES = 1 << 20
 _TARGETS_MEMO_SIZE = 256
 _GRAMMAR = "bfa://DATASET[@VERSION] or bfa://OWNER/REPO/DATASET[@VERSION]"
+#: fsspec's local filesystem: the reference semantics of byte ranges over a local file.
+_LOCAL_FS = LocalFileSystem()
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,11 @@ class _StripProtocol:
 
     def __get__(self, obj: BfaFileSystem | None, owner: type[BfaFileSystem]) -> Any:
         return owner._strip_syntax if obj is None else obj._canonical
+
+
+def _is_pattern(path: str) -> bool:
+    """True when ``path`` holds a glob character (``*``, ``?``, ``[``), as fsspec's glob sees it."""
+    return any(c in path for c in "*?[")
 
 
 def _malformed(path: str, why: str) -> QueryError:
@@ -156,6 +175,36 @@ class _LocalBytes(io.BytesIO):
     def __init__(self, data: bytes, name: str) -> None:
         super().__init__(data)
         self.name = name
+        self.size = len(data)  # fsspec's files have a size: cat_file(start=-8), read_block
+
+
+class _LocalFile(io.BufferedReader):
+    """A large verified file, opened for reading, with fsspec's ``size`` attribute."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self.size = path.stat().st_size
+
+
+class _BufferedLocalFile(AbstractBufferedFile):
+    """fsspec's buffered file over a verified local file, for the callers that need one.
+
+    ``blockcache::`` (CachingFileSystem) asks for it with ``cache_type=...``: it replaces
+    the file's cache with its own and fetches blocks through :meth:`_fetch_range`.
+    """
+
+    def __init__(self, fs: BfaFileSystem, path: str, local: Path, **kwargs: Any) -> None:
+        self._source = open(local, "rb")  # noqa: SIM115 - closed by close()
+        kwargs.pop("size", None)  # the verified file's size is the truth
+        super().__init__(fs, path, mode="rb", size=local.stat().st_size, **kwargs)
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        self._source.seek(start)
+        return self._source.read(max(0, end - start))
+
+    def close(self) -> None:
+        super().close()
+        self._source.close()
 
 
 def _copy(src: Path, out: IO[bytes], callback: Any) -> None:
@@ -220,9 +269,21 @@ class BfaFileSystem(AbstractFileSystem):
         return path.strip("/")
 
     def _canonical(self, path: Any) -> Any:
+        """A path's canonical form (pinned); patterns and unknown paths only lose the protocol.
+
+        fsspec strips every path before using it: glob and find strip their patterns,
+        ``get_mapper`` strips ``ROOT/x``, so this must not fail on a path that names no
+        dataset. The operation on such a path then raises (a ``FileNotFoundError``).
+        """
         if isinstance(path, list):
             return [self._canonical(p) for p in path]
-        return self._resolve(path).name
+        stripped = self._strip_syntax(path)
+        if _is_pattern(stripped):
+            return stripped
+        try:
+            return self._resolve(stripped).name
+        except (DatasetNotFoundError, VersionNotFoundError, RepoNotFoundError, QueryError):
+            return stripped
 
     def _settings(self, repo: str | None) -> Settings:
         # Read at each call, like the rest of the package: fsspec caches instances.
@@ -237,7 +298,16 @@ class BfaFileSystem(AbstractFileSystem):
         target = self._targets.get(key)
         if target is not None and pin(target.requested, target.settings) is target.manifest:
             return target
-        target = self._parse(path)
+        try:
+            target = self._parse(path)
+        except DatasetNotFoundError as err:  # ours, and what fsspec's callers catch
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise DatasetPathNotFoundError(err.message, **err.context) from None
+        except VersionNotFoundError as err:
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise VersionPathNotFoundError(err.message, **err.context) from None
         if target.dataset is not None:
             if len(self._targets) >= _TARGETS_MEMO_SIZE:
                 self._targets.clear()
@@ -328,18 +398,20 @@ class BfaFileSystem(AbstractFileSystem):
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         """The datasets of the latest version under ``bfa://`` or ``bfa://OWNER/REPO``.
 
-        Names are canonical (``OWNER/REPO/DATASET@VERSION``); sizes of files not yet
-        downloaded are None when the manifest cannot tell them.
+        Names are children of the listed directory, as fsspec's glob, find, walk and
+        ``get_mapper`` expect: ``DATASET@VERSION`` at the root (the configured repository),
+        ``OWNER/REPO/DATASET@VERSION`` under ``OWNER/REPO``; each is itself a valid path.
+        Sizes of files not yet downloaded are None when the manifest cannot tell them.
         """
         target = self._resolve(path)
         if target.dataset is not None:
             entries = [self._file_info(target, materialize=False)]
         else:
             manifest = self._latest_manifest(target.settings)
-            repo, version = target.settings.repo, manifest.version
+            prefix, version = (f"{target.name}/" if target.name else ""), manifest.version
             entries = [
                 self._file_info(
-                    _Target(f"{repo}/{name}@{version}", target.settings, name, version, manifest),
+                    _Target(f"{prefix}{name}@{version}", target.settings, name, version, manifest),
                     materialize=False,
                 )
                 for name in manifest.datasets
@@ -386,10 +458,50 @@ class BfaFileSystem(AbstractFileSystem):
         """
         if mode != "rb":
             raise _read_only(f"open in mode {mode!r}", path)
-        local = self._local(self._resolve(path))
+        target = self._resolve(path)
+        local = self._local(target)
+        if kwargs.get("cache_type") is not None:  # fsspec's own file wanted (blockcache)
+            opts = {k: v for k, v in kwargs.items() if k in ("cache_type", "size")}
+            return _BufferedLocalFile(
+                self, target.name, local, block_size=block_size or "default",
+                cache_options=cache_options, **opts,
+            )  # fmt: skip
         if local.stat().st_size > IN_MEMORY_BYTES:
-            return open(local, "rb")
+            return _LocalFile(local)
         return _LocalBytes(local.read_bytes(), str(local))
+
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        """Bytes of a dataset, ``start``/``end`` as Python slices (negative from the end).
+
+        Read from the verified local file exactly as fsspec's LocalFileSystem reads a file,
+        so every range (open, negative, reversed, beyond the end) means the same here.
+        """
+        local = self._local(self._resolve(path))
+        return _LOCAL_FS.cat_file(str(local), start=start, end=end)
+
+    def cat(self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
+        """Bytes of one path, or a dict for several (``get_mapper().getitems`` relies on it).
+
+        A dict is keyed like fsspec's LocalFileSystem keys it: by each literal path as the
+        caller wrote it (protocol removed), by the listed names for a glob.
+        """
+        result = super().cat(path, recursive=recursive, on_error=on_error, **kwargs)
+        if isinstance(result, dict) and isinstance(path, list):
+            given = {self._canonical(p): self._strip_syntax(p) for p in path if not _is_pattern(p)}
+            result = {given.get(k, k): v for k, v in result.items()}
+        return result
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """Open a dataset for reading (``"rb"``, or ``"r"`` for text); any write is refused.
+
+        The mode is checked before the path: writing to any name, existing or not, is a
+        ``PermissionError``.
+        """
+        if "r" not in mode or "+" in mode:
+            raise _read_only(f"open in mode {mode!r}", path)
+        return super().open(path, mode, **kwargs)
 
     def get_file(
         self,

@@ -62,7 +62,20 @@ class BfaData(BaseData):
         return get_settings(repo=self.repo, api_url=self.api_url, mirrors=self.mirrors)
 
 
-class BfaTable(BfaData):
+class BfaTabular(BfaData):
+    """What every bfa table reader reads; :class:`BfaTable` is the concrete datatype.
+
+    intake lists the readers implementing a datatype itself before those implementing its
+    bases, but among readers of one class in no fixed order (a set of subclasses). Only
+    the pandas reader implements :class:`BfaTable`, the others this base, so
+    ``data.to_reader()`` is pandas in every process; ``to_reader("pyarrow")`` and the
+    others still find theirs.
+    """
+
+    structure = {"table"}
+
+
+class BfaTable(BfaTabular):
     """A table dataset published as Parquet (daily_availability, volume_rankings, symbols)."""
 
     structure = {"table"}
@@ -117,7 +130,7 @@ class _BfaReader(BaseReader):
 
 
 class _BfaTableReader(_BfaReader):
-    implements = {BfaTable}
+    """Shared table conversions; implements nothing itself (only concrete readers do)."""
 
     def to_pandas(self, version: str | None = None, **kwargs):
         """pandas DataFrame; ``columns``, ``start``, ``end``, ``symbols`` are pushed down."""
@@ -147,6 +160,7 @@ class BfaPandasReader(_BfaTableReader):
     filters and column selection are pushed down to the Parquet reader.
     """
 
+    implements = {BfaTable}  # the default reader of a table (see BfaTabular)
     imports = {"pandas", "pyarrow"}
     output_instance = "pandas:DataFrame"
 
@@ -157,6 +171,7 @@ class BfaPandasReader(_BfaTableReader):
 class BfaArrowReader(_BfaTableReader):
     """Read a bfa table into a pyarrow Table."""
 
+    implements = {BfaTabular}
     imports = {"pyarrow"}
     output_instance = "pyarrow:Table"
 
@@ -167,6 +182,7 @@ class BfaArrowReader(_BfaTableReader):
 class BfaDuckDBReader(_BfaTableReader):
     """A lazy DuckDB relation over a bfa table."""
 
+    implements = {BfaTabular}
     imports = {"duckdb"}
     output_instance = "duckdb:DuckDBPyRelation"
 
@@ -177,6 +193,7 @@ class BfaDuckDBReader(_BfaTableReader):
 class BfaPolarsReader(_BfaTableReader):
     """A polars LazyFrame over a bfa table."""
 
+    implements = {BfaTabular}
     imports = {"polars"}
     output_instance = "polars:LazyFrame"
 
@@ -187,6 +204,7 @@ class BfaPolarsReader(_BfaTableReader):
 class BfaDaskReader(_BfaTableReader):
     """A dask DataFrame over a bfa table."""
 
+    implements = {BfaTabular}
     imports = {"dask", "pyarrow"}
     output_instance = "dask.dataframe:DataFrame"
 

@@ -93,3 +93,36 @@ def test_bad_catalog_files(tmp_path, text, fragment):
 def test_missing_catalog_file(tmp_path):
     with pytest.raises(CatalogError, match="does not exist"):
         open_catalog(tmp_path / "nope.yaml")
+
+
+def test_to_reader_picks_the_same_reader_in_every_process():
+    """intake orders the readers of one datatype by a set of classes: by address, per process.
+
+    Only the pandas reader implements ``BfaTable`` (the others its base), so the default
+    is the same in 20 of 20 fresh processes, and each other output is still one call away.
+    """
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = (
+        "import intake\n"
+        "from intake_bfa.readers import BfaTable\n"
+        "d = BfaTable(dataset='symbols')\n"
+        "outs = {o: type(d.to_reader(outtype=o)).__name__ for o in "
+        "('pandas', 'pyarrow', 'duckdb', 'polars', 'dask')}\n"
+        "print(type(d.to_reader()).__name__, sorted(outs.items()))\n"
+    )
+
+    def run(_):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = set(pool.map(run, range(20)))
+    assert len(answers) == 1, answers
+    (answer,) = answers
+    assert answer.startswith("BfaPandasReader ")
+    for name in ("BfaArrowReader", "BfaDuckDBReader", "BfaPolarsReader", "BfaDaskReader"):
+        assert name in answer

@@ -116,9 +116,12 @@ def test_url_grammar_serves_the_package_files(published, url, dataset, version):
 
 def test_ls_lists_datasets_at_root_and_under_owner_repo(published):
     fs = bfa()
-    names = [f"{SAMPLE_REPO}/{d}@{V_NEW}" for d in sorted(intake_bfa.DATASETS)]
+    names = [f"{d}@{V_NEW}" for d in sorted(intake_bfa.DATASETS)]
+    # Children of the listed directory (fsspec's convention), each a valid path itself.
     assert sorted(fs.ls("bfa://", detail=False)) == names
-    assert sorted(fs.ls(f"bfa://{SAMPLE_REPO}", detail=False)) == names
+    assert sorted(fs.ls(f"bfa://{SAMPLE_REPO}", detail=False)) == [
+        f"{SAMPLE_REPO}/{n}" for n in names
+    ]
     assert fs.isdir(f"bfa://{SAMPLE_REPO}") and fs.isfile("bfa://symbols")
     assert fs.ls(f"bfa://symbols@{V_OLD}", detail=False) == [f"{SAMPLE_REPO}/symbols@{V_OLD}"]
 
@@ -205,15 +208,20 @@ def test_unknown_dataset_and_version_raise_typed_errors(published, tmp_path):
     sc_opts = {"simplecache": {"cache_storage": str(tmp_path / "sc")}}
     for url in ("bfa://daily_availabilty", f"bfa://{SAMPLE_REPO}/nope@{V_OLD}"):
         with pytest.raises(DatasetNotFoundError, match="Did you mean") as err:
+            fsspec.open(url).open()
+        assert isinstance(err.value, KeyError) and isinstance(err.value, FileNotFoundError)
+        # pyarrow (under pandas) asks info() and reports any FileNotFoundError as its own.
+        with pytest.raises(FileNotFoundError):
             pd.read_parquet(url)
-        assert isinstance(err.value, KeyError)
         assert not bfa().exists(url)
     for url in ("bfa://daily_availability@2020-01-01", "bfa://daily_availability@yesterday"):
         with pytest.raises(VersionNotFoundError) as err:
+            bfa().open(url)
+        assert isinstance(err.value, LookupError) and isinstance(err.value, FileNotFoundError)
+        with pytest.raises(FileNotFoundError):
             pd.read_parquet(url)
-        assert isinstance(err.value, LookupError)
         assert not bfa().exists(url)
-        with pytest.raises(VersionNotFoundError):
+        with pytest.raises(FileNotFoundError):
             pd.read_parquet("simplecache::" + url, storage_options=sc_opts)
 
 

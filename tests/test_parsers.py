@@ -167,7 +167,9 @@ def test_filter_plans_are_valid_or_refused(start, end, symbols):
         return
     sql, params = select_sql(["symbol", 'we"ird'], filters)
     assert sql.startswith('SELECT "symbol", "we""ird" FROM read_parquet(?)')
-    assert len(params) == len(filters) == sql.count("?") - 1
+    # One bound value per placeholder: a date bound, or each symbol of an IN list.
+    expected = sum(len(v) if op == "in" else 1 for _, op, v in filters)
+    assert len(params) == expected == sql.count("?") - 1
 
 
 @given(st.text(max_size=20))
