@@ -252,7 +252,6 @@ def test_cli_svg_and_real_process(published, tmp_path):
     ("args", "message"),
     [
         (["timeline", "--symbol", "NOPEUSDT"], "unknown symbol 'NOPEUSDT'"),
-        (["share", "--date", "2021-02-30"], "2021-02-30"),
         (["available", "--start", "2030-01-01"], "outside the coverage"),
         (["available", "--version", "1999-01-01"], "1999-01-01"),
     ],
@@ -275,6 +274,7 @@ def test_cli_errors_are_one_line(published, tmp_path, capsys, args, message):
         (["share"], "--output"),
         (["pie", "-o", "x.png"], "invalid choice"),
         (["share", "-n", "0", "-o", "x.png"], "must be >= 1"),
+        (["share", "--date", "2021-02-30", "-o", "x.png"], "'2021-02-30' is not a date"),
     ],
 )
 def test_cli_usage_errors_exit_2(capsys, args, message):

@@ -151,7 +151,6 @@ def test_render_table_for_a_terminal():
 
 
 def test_errors_are_one_line_and_exit_1(published):
-    assert "is not a date" in fails("snapshot", "2021-3-4")
     assert "(2019-12-31 .. 2021-06-30)" in fails("snapshot", "2018-01-01")
     assert "did you mean BTCUSDT" in fails("timeline", "BTCUSD")
     assert "is after end" in fails("range", "2021-03-01", "2021-02-01")
@@ -167,6 +166,11 @@ def test_usage_errors_exit_2(published, tmp_path):
     fails("universe", "2021-06-01", status=2)
     fails("universe", "2021-06-01", "2021-06-30", "--min-volume", "lots", status=2)
     fails("snapshot", "2021-03-04", "--format", "xml", status=2)
+    # A malformed date is a usage error, named by argparse, on every command that takes one.
+    assert "argument DATE: '2021-3-4' is not a date" in fails("snapshot", "2021-3-4", status=2)
+    assert "argument END: '2021-02-30'" in fails("range", "2021-02-01", "2021-02-30", status=2)
+    assert "argument --start: 'June'" in fails("listings", "--start", "June", status=2)
+    assert "argument --on" in fails("delistings", "--on", "2021-6-1", status=2)
 
 
 def test_sql_queries_the_dataset_views(published, da, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 from collections.abc import Callable
 
@@ -53,3 +54,17 @@ def real_number(low: float, *, above: bool = False) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def iso_day(text: str) -> str:
+    """An argparse ``type``: a UTC day as ``YYYY-MM-DD`` (kept as given once checked).
+
+    A malformed date is a usage error: argparse names the argument and exits 2.
+    """
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)"
+        ) from None
+    return text

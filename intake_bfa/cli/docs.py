@@ -27,7 +27,8 @@ HEADER = """\
 
 {epilog}
 
-Errors are one line on stderr (`bfa: error: ...`) with exit status 1; usage errors exit 2;
+Errors are one line on stderr (`bfa: error: ...`) with exit status 1; usage errors (an unknown
+option, a malformed date such as `2021-3-4`) exit 2;
 Ctrl-C exits 130. `bfa --version` prints the installed version.
 """
 

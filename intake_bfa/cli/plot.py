@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cli.common import settings_from_args, whole_number
+from intake_bfa.cli.common import iso_day, settings_from_args, whole_number
 
 KINDS = ("available", "timeline", "listings", "share")
 #: Image formats by file extension (Agg writes PNG; matplotlib switches canvas for the rest).
@@ -108,9 +108,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("kind", metavar="KIND", choices=KINDS, help=", ".join(KINDS))
     p.add_argument("--symbol", help="a symbol as on Binance Vision, e.g. BTCUSDT (timeline)")
-    p.add_argument("--date", metavar="DATE", help="a UTC day, YYYY-MM-DD (share)")
-    p.add_argument("--start", metavar="DATE", help="first day (default: coverage start)")
-    p.add_argument("--end", metavar="DATE", help="last day (default: coverage end)")
+    p.add_argument("--date", metavar="DATE", type=iso_day, help="a UTC day, YYYY-MM-DD (share)")
+    p.add_argument(
+        "--start", metavar="DATE", type=iso_day, help="first day (default: coverage start)"
+    )
+    p.add_argument("--end", metavar="DATE", type=iso_day, help="last day (default: coverage end)")
     p.add_argument("-n", type=whole_number(1), metavar="N", help="symbols in the chart (share)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="image file to write")
     p.add_argument("--version", default="latest", help="dataset version (default latest)")

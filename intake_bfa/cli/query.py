@@ -18,7 +18,7 @@ import argparse
 import logging
 from typing import Any
 
-from intake_bfa.cli.common import real_number, settings_from_args, whole_number
+from intake_bfa.cli.common import iso_day, real_number, settings_from_args, whole_number
 from intake_bfa.cli.output import FORMATS, TTY_ROWS, choose_format, emit
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,12 @@ def _symbol_filters(p: argparse.ArgumentParser) -> None:
 
 
 def _window(p: argparse.ArgumentParser, what: str = "range") -> None:
-    p.add_argument("--start", metavar="DATE", help=f"first day of the {what} (default: coverage)")
-    p.add_argument("--end", metavar="DATE", help=f"last day of the {what} (default: coverage)")
+    p.add_argument(
+        "--start", metavar="DATE", type=iso_day, help=f"first day of the {what} (default: coverage)"
+    )
+    p.add_argument(
+        "--end", metavar="DATE", type=iso_day, help=f"last day of the {what} (default: coverage)"
+    )
 
 
 # name, help, description (with its example), function, arguments
@@ -217,12 +221,12 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
     ("snapshot", "symbols available on a date",
      "Symbols whose daily file exists on DATE. Example: bfa snapshot 2021-03-04 --quote USDT",
      cmd_snapshot,
-     lambda p: (p.add_argument("date", metavar="DATE", help=_DAY), _symbol_filters(p))),
+     lambda p: (p.add_argument("date", metavar="DATE", type=iso_day, help=_DAY), _symbol_filters(p))),
     ("range", "symbols available at any time in a date range",
      "Symbols available on at least one day of START..END (inclusive), with their first and "
      "last day in the range. Example: bfa range 2021-01-01 2021-03-31",
      cmd_range,
-     lambda p: (p.add_argument("start", metavar="START", help=_DAY), p.add_argument("end", metavar="END", help=_DAY),
+     lambda p: (p.add_argument("start", metavar="START", type=iso_day, help=_DAY), p.add_argument("end", metavar="END", type=iso_day, help=_DAY),
                 _symbol_filters(p))),
     ("timeline", "one symbol's daily rows (available or not)",
      "Every daily_availability row of SYMBOL. Example: bfa timeline BTCUSDT --start 2021-01-01 "
@@ -236,14 +240,14 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
      "Symbols first available on --on DATE or within --start..--end (open ends run to the "
      "coverage edge; nothing: all). Example: bfa listings --start 2021-06-01",
      cmd_listings,
-     lambda p: (_window(p), p.add_argument("--on", metavar="DATE", help="a single day"),
+     lambda p: (_window(p), p.add_argument("--on", metavar="DATE", type=iso_day, help="a single day"),
                 _symbol_filters(p))),
     ("delistings", "delistings (last available date of symbols not listed now)",
      "A delisting is the last available date of a symbol that is not listed now (no file on "
      "the version's last two days, or a settled history). Example: bfa delistings --on "
      "2021-06-25",
      cmd_delistings,
-     lambda p: (_window(p), p.add_argument("--on", metavar="DATE", help="a single day"),
+     lambda p: (_window(p), p.add_argument("--on", metavar="DATE", type=iso_day, help="a single day"),
                 _symbol_filters(p))),
     ("counts", "available symbols, listings and delistings per date",
      "Per date: available_symbols, listings, delistings. Example: bfa counts --start "
@@ -257,7 +261,7 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
      "The N largest symbols by quote volume on DATE, with market share and rank changes. "
      "Example: bfa top 2021-03-04 -n 20",
      cmd_top,
-     lambda p: (p.add_argument("date", metavar="DATE", help=_DAY),
+     lambda p: (p.add_argument("date", metavar="DATE", type=iso_day, help=_DAY),
                 p.add_argument("-n", type=int, default=10, help="how many (default 10)"))),
     ("rank", "a symbol's volume rank and market share over time",
      "Daily rank, quote volume, market share and rank changes of SYMBOL. "
@@ -270,8 +274,8 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
      "--min-volume 1e6 --quote USDT",
      cmd_universe,
      lambda p: (
-         p.add_argument("start", metavar="START", help=_DAY), p.add_argument("end", metavar="END", help=_DAY),
-         p.add_argument("--on", metavar="DATE", help="available on this day (in the window)"),
+         p.add_argument("start", metavar="START", type=iso_day, help=_DAY), p.add_argument("end", metavar="END", type=iso_day, help=_DAY),
+         p.add_argument("--on", metavar="DATE", type=iso_day, help="available on this day (in the window)"),
          p.add_argument("--any-day", action="store_true", help="available on any day"),
          p.add_argument("--min-volume", type=real_number(0), metavar="X",
                         help="minimum average daily quote volume"),
