@@ -98,3 +98,29 @@ def test_demo_runs_offline_and_says_it_is_synthetic(tmp_path):
     assert "(0 HTTP requests)" in text  # the cached re-read
     assert "[6] DuckDB" in text
     assert "Done." in text
+
+
+def _subcommands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield (*prefix, name), child
+                yield from _subcommands(child, (*prefix, name))
+
+
+def test_one_output_convention_on_every_command():
+    """``--format`` on every command that prints data, ``--json`` its alias everywhere."""
+    from intake_bfa.cli import build_parser
+
+    with_json = 0
+    for command, parser in _subcommands(build_parser()):
+        options = {o: a for a in parser._actions for o in a.option_strings}
+        if "--json" in options or "--format" in options:
+            assert "--json" in options and "--format" in options, command
+            assert options["--json"].dest == options["--format"].dest == "format", command
+            assert "json" in options["--format"].choices, command
+            assert options["--json"].const == "json" and options["--json"].nargs == 0, command
+            with_json += 1
+    assert with_json >= 20

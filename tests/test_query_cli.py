@@ -347,3 +347,10 @@ def test_sql_remote_on_the_rolling_layout_reads_its_parquet_asset(server, sample
     assert out.returncode == 1
     assert "daily_availability of version rolling-" in out.stderr, out.stderr
     assert "without --remote; the tables are volume_rankings" in out.stderr
+
+
+def test_json_is_an_alias_of_format_json_everywhere(published):
+    for command in (["versions"], ["datasets"], ["cache", "status"], ["snapshot", "2021-03-04"]):
+        a, b = run_cli(*command, "--json"), run_cli(*command, "--format", "json")
+        assert a.returncode == b.returncode == 0, (command, a.stderr, b.stderr)
+        assert json.loads(a.stdout) == json.loads(b.stdout), command

@@ -6,14 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from intake_bfa.cli.common import EXIT_ERROR, EXIT_OK, settings_from_args, whole_number
+from intake_bfa.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_format_options,
+    settings_from_args,
+    wants_json,
+    whole_number,
+)
 from intake_bfa.display.text import dict_table
-
-FORMATS = ("text", "json")
-
-
-def _fmt(args: argparse.Namespace) -> str:
-    return "json" if args.json else args.format
 
 
 def _pair(before_after: list[Any]) -> str:
@@ -25,7 +26,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from intake_bfa.audit import diff
 
     result = diff(args.old, args.new, limit=args.limit, settings=settings_from_args(args))
-    if _fmt(args) == "json":
+    if wants_json(args):
         print(json.dumps(result.to_dict(), indent=1, default=str))
         return EXIT_OK
     lines = [
@@ -67,7 +68,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from intake_bfa.audit import check
 
     report = check(args.version, limit=args.limit, settings=settings_from_args(args))
-    if _fmt(args) == "json":
+    if wants_json(args):
         print(json.dumps(report.to_dict(), indent=1))
     elif report.clean:
         print(f"{report.version}: clean ({report.rows:,} rows; {len(report.checked)} checks)")
@@ -87,8 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``diff`` and ``check`` on the ``bfa`` subparsers."""
     fmt = argparse.ArgumentParser(add_help=False)
-    fmt.add_argument("--format", choices=FORMATS, default="text", help="output format")
-    fmt.add_argument("--json", action="store_true", help="same as --format json")
+    add_format_options(fmt)
 
     p = sub.add_parser(
         "diff",

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from intake_bfa.cli.common import EXIT_OK, settings_from_args
+from intake_bfa.cli.common import EXIT_OK, add_format_options, settings_from_args, wants_json
 from intake_bfa.display.text import age, dict_table, human_size
 
 
@@ -15,7 +15,7 @@ def cmd_cache_status(args: argparse.Namespace) -> int:
     from intake_bfa.cache.admin import cache_status
 
     status = cache_status(settings_from_args(args))
-    if args.json:
+    if wants_json(args):
         print(json.dumps(asdict(status), indent=1))
         return EXIT_OK
     print(f"cache: {status.cache_dir} ({human_size(status.total_size, '-')} on disk)")
@@ -127,7 +127,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "'latest' pointer, hit/miss counts and leftover temporary files. "
         "Example: bfa cache status --json",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format_options(p, "output")
     p.set_defaults(func=cmd_cache_status)
     p = actions.add_parser(
         "clear",

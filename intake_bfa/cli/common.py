@@ -68,3 +68,17 @@ def iso_day(text: str) -> str:
             f"{text!r} is not a date; use YYYY-MM-DD (e.g. 2021-03-04)"
         ) from None
     return text
+
+
+def add_format_options(parser: argparse.ArgumentParser, what: str = "output") -> None:
+    """``--format text|json``, with ``--json`` as its alias: the one convention of every
+    command that prints data (the query commands add csv and parquet to the same option)."""
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help=f"{what} format (default text)")  # fmt: skip
+    parser.add_argument("--json", dest="format", action="store_const", const="json",
+                        help="same as --format json")  # fmt: skip
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """True when the command was asked for JSON (``--format json`` or ``--json``)."""
+    return getattr(args, "format", None) == "json"

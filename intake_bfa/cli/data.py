@@ -8,7 +8,14 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from intake_bfa.cli.common import EXIT_ERROR, EXIT_OK, settings_from_args, whole_number
+from intake_bfa.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_format_options,
+    settings_from_args,
+    wants_json,
+    whole_number,
+)
 from intake_bfa.display.text import dict_table, human_size
 
 
@@ -16,7 +23,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
     from intake_bfa.releases import list_versions
 
     versions = list_versions(settings=settings_from_args(args))
-    if args.json:
+    if wants_json(args):
         print(json.dumps([asdict(v) for v in versions], indent=1))
         return EXIT_OK
     if not versions:
@@ -43,7 +50,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     rows = [
         {"dataset": s.name, "kind": s.kind, "description": s.description} for s in DATASETS.values()
     ]
-    if args.json:
+    if wants_json(args):
         print(json.dumps(rows, indent=1))
     else:
         print(dict_table(rows, ["dataset", "kind", "description"]))
@@ -79,7 +86,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="list dataset versions with coverage and size",
         description="List dataset versions, newest first. Example: bfa versions --json",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format_options(p, "output")
     p.set_defaults(func=cmd_versions)
 
     p = sub.add_parser(
@@ -88,7 +95,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="list the datasets a release carries",
         description="List the datasets. Example: bfa datasets",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format_options(p, "output")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser(

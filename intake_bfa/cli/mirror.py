@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from intake_bfa.cli.common import settings_from_args
+from intake_bfa.cli.common import add_format_options, settings_from_args, wants_json
 from intake_bfa.display.text import dict_table, human_size
 
 
@@ -97,7 +97,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             list_mirror=not args.no_list,
             check_public=not args.skip_public_check,
         )
-    if args.json:
+    if wants_json(args):
         print(json.dumps(asdict(report), indent=1, ensure_ascii=False))
         return 0
     planned = {"uploaded": "upload", "replaced": "replace"} if report.dry_run else {}
@@ -128,7 +128,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             download=args.download,
             check_public=not args.skip_public_check,
         )
-    if args.json:
+    if wants_json(args):
         print(json.dumps(asdict(report), indent=1, ensure_ascii=False))
     else:
         state = "complete" if report.ok else "INCOMPLETE"
@@ -151,7 +151,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from intake_bfa.producer.mirror.sync import status
 
     rows = status(_store(args, settings_from_args(args)))
-    if args.json:
+    if wants_json(args):
         print(json.dumps(rows, indent=1))
         return 0
     if not rows:
@@ -175,7 +175,7 @@ def _destination(p: argparse.ArgumentParser, *, public: bool) -> None:
                        "read the bucket prefix (BFA_MIRROR_PUBLIC_URL)")  # fmt: skip
         p.add_argument("--skip-public-check", action="store_true",
                        help="do not download an asset from --public-url to check it")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="machine-readable report")
+    add_format_options(p, "report")
 
 
 def _release(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cli.common import settings_from_args, whole_number
+from intake_bfa.cli.common import add_format_options, settings_from_args, wants_json, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     )
     _emit(
         report.to_dict(),
-        args.json,
+        wants_json(args),
         [
             f"collected into {state_dir}: {report.symbols_listed} of "
             f"{report.symbols_discovered} symbols listed ({report.symbols_new} new, "
@@ -103,7 +103,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     summary = describe(result)
     _emit(
         summary,
-        args.json,
+        wants_json(args),
         [
             f"built {summary['version']} in {summary['out_dir']}: {summary['rows']:,} rows, "
             f"{summary['coverage'][0]} .. {summary['coverage'][1]}",
@@ -135,7 +135,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     state = "unchanged (identical release already published)" if report.noop else "published"
     _emit(
         report,
-        args.json,
+        wants_json(args),
         [
             f"{report.tag} {state}: {report.html_url}",
             f"  uploaded {len(report.uploaded)}, skipped {len(report.skipped)} identical, "
@@ -173,7 +173,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", help="S3 endpoint (BFA_S3_ENDPOINT)")
     p.add_argument("--bucket", help="bucket (BFA_S3_BUCKET, default data.binance.vision)")
     p.add_argument("--data-url", help="where files download from (BFA_DATA_URL)")
-    p.add_argument("--json", action="store_true", help="machine-readable report")
+    add_format_options(p, "report")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser(
@@ -191,7 +191,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                    "daily_availability.parquet path, or none")  # fmt: skip
     p.add_argument("--pin-repo", help="repository written into the release's catalog.yaml")
     p.add_argument("--strict", action="store_true", help="interior drops fail the gates")
-    p.add_argument("--json", action="store_true", help="machine-readable report")
+    add_format_options(p, "report")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(
@@ -208,5 +208,5 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="also refresh the rolling 'latest' release of the old layout")  # fmt: skip
     p.add_argument("--verify", choices=["digest", "download"], default="digest",
                    help="how uploaded assets are verified (default digest)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="machine-readable report")
+    add_format_options(p, "report")
     p.set_defaults(func=cmd_publish)

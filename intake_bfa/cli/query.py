@@ -189,6 +189,8 @@ def _output_options() -> argparse.ArgumentParser:
         "--format", choices=FORMATS, help="output format (default: from --output's extension, "
         "else table)",
     )  # fmt: skip
+    group.add_argument("--json", dest="format", action="store_const", const="json",
+                       help="same as --format json")  # fmt: skip
     group.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically)")
     group.add_argument("--columns", metavar="A,B", help="keep only these columns, in this order")
     group.add_argument(

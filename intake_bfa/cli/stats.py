@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from intake_bfa.cli.common import settings_from_args, whole_number
+from intake_bfa.cli.common import add_format_options, settings_from_args, wants_json, whole_number
 from intake_bfa.display.text import dict_table, human_size
 
 EXIT_THRESHOLD = 3
@@ -125,7 +125,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         from intake_bfa.producer.stats.plot import write_plot
 
         plot = str(write_plot(report, args.plot))
-    if args.json:
+    if wants_json(args):
         print(json.dumps({**report.to_dict(), "plot": plot}, indent=1, ensure_ascii=False))
     else:
         print(_text(report, args, plot))
@@ -185,5 +185,5 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 3 when a threshold is exceeded (for schedulers that alert on failure)",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format_options(p, "output")
     p.set_defaults(func=cmd_stats, parser=p)
