@@ -59,9 +59,16 @@ def catalog_dict(
             "metadata": {},
             "user_parameters": {},
         }
+        # Templates of the catalog's user parameters, under their own key: intake consumes a
+        # reader argument named like a parameter (version=...) as that parameter's value.
+        parameters = {"version": "{version}"}
+        if spec.kind == "table" and spec.has_date:
+            parameters |= {"start": "{start}", "end": "{end}"}
+        if spec.kind == "table" and spec.has_symbol:
+            parameters["symbols"] = "{symbols}"
         entries[name] = {
             "reader": reader.qname(),
-            "kwargs": {"args": [f"{{data({data_key})}}"]},
+            "kwargs": {"args": [f"{{data({data_key})}}"], "parameters": parameters},
             "output_instance": reader.output_instance,
             "metadata": {
                 "description": spec.description,
@@ -79,10 +86,32 @@ def catalog_dict(
             "source": "https://data.binance.vision",
             "pinned_version": version,
         },
-        "user_parameters": {},
+        "user_parameters": user_parameters(version),
         "data": data,
         "entries": entries,
         "aliases": aliases,
+    }
+
+
+_PARAMETER = "intake.readers.user_parameters:SimpleUserParameter"
+
+
+def user_parameters(version: str = "latest") -> dict[str, Any]:
+    """The catalog's user parameters: what a read may choose, with types and defaults.
+
+    Declared at catalog level, where intake 2.0.9 rehydrates them, so ``cat.user_parameters``,
+    ``cat(version=..., start=..., symbols=...)`` and ``entry.read(version=...)`` work from
+    intake alone (and after ``cat.to_yaml_file``, which keeps the defaults).
+    """
+
+    def parameter(dtype: str, default: Any, description: str) -> dict[str, Any]:
+        return {"cls": _PARAMETER, "dtype": dtype, "default": default, "description": description}
+
+    return {
+        "version": parameter("str", version, "dataset version: latest or YYYY-MM-DD"),
+        "start": parameter("object", None, "first UTC day, YYYY-MM-DD (tables with a date)"),
+        "end": parameter("object", None, "last UTC day, YYYY-MM-DD (tables with a date)"),
+        "symbols": parameter("object", None, "a symbol or a list of symbols"),
     }
 
 

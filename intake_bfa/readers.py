@@ -93,6 +93,23 @@ class _BfaReader(BaseReader):
     def _args(self, data: BfaData, version: str | None) -> dict[str, Any]:
         return {"version": version or data.version, "settings": data.settings()}
 
+    def _with_parameters(
+        self, version: str | None, kwargs: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Fill what the call leaves unset from the catalog's user parameters.
+
+        The catalog passes them as ``parameters`` (``{"version": ..., "start": ...}``,
+        resolved by intake); an explicit argument always wins.
+        """
+        given = kwargs.pop("parameters", None)
+        if given is None:
+            given = (getattr(self, "kwargs", None) or {}).get("parameters") or {}
+        version = version or given.get("version") or None
+        for key in ("start", "end", "symbols"):
+            if kwargs.get(key) is None and given.get(key) is not None:
+                kwargs[key] = given[key]
+        return version, kwargs
+
     def local_path(self, version: str | None = None):
         """Verified local file for this dataset (downloaded on first use)."""
         data = self.data
@@ -106,6 +123,7 @@ class _BfaReader(BaseReader):
 
     def to_duckdb(self, version: str | None = None, **kwargs):
         """DuckDB relation (tables) or read-only connection (database)."""
+        version, kwargs = self._with_parameters(version, kwargs)
         data = self.data
         return _ds().to_duckdb(data.dataset, **self._args(data, version), **kwargs)
 
@@ -134,21 +152,25 @@ class _BfaTableReader(_BfaReader):
 
     def to_pandas(self, version: str | None = None, **kwargs):
         """pandas DataFrame; ``columns``, ``start``, ``end``, ``symbols`` are pushed down."""
+        version, kwargs = self._with_parameters(version, kwargs)
         data = self.data
         return _ds().read(data.dataset, **self._args(data, version), **kwargs)
 
     def to_arrow(self, version: str | None = None, **kwargs):
         """pyarrow Table; same filters as :meth:`to_pandas`."""
+        version, kwargs = self._with_parameters(version, kwargs)
         data = self.data
         return _ds().to_arrow(data.dataset, **self._args(data, version), **kwargs)
 
     def to_polars(self, version: str | None = None, **kwargs):
         """polars LazyFrame; filters are pushed into the scan (needs the ``polars`` extra)."""
+        version, kwargs = self._with_parameters(version, kwargs)
         data = self.data
         return _ds().to_polars(data.dataset, **self._args(data, version), **kwargs)
 
     def to_dask(self, version: str | None = None, **kwargs):
         """dask DataFrame over the cached Parquet (needs the ``dask`` extra)."""
+        version, kwargs = self._with_parameters(version, kwargs)
         data = self.data
         return _ds().to_dask(data.dataset, **self._args(data, version), **kwargs)
 
@@ -219,8 +241,8 @@ class BfaDatabaseReader(_BfaReader):
     imports = {"duckdb"}
     output_instance = "duckdb:DuckDBPyConnection"
 
-    def _read(self, data: BfaDatabase, version: str | None = None):
-        return self.to_duckdb(version)
+    def _read(self, data: BfaDatabase, version: str | None = None, **kwargs):
+        return self.to_duckdb(version, **kwargs)
 
 
 #: The reader each dataset kind gets in the catalog.

@@ -126,3 +126,35 @@ def test_to_reader_picks_the_same_reader_in_every_process():
     assert answer.startswith("BfaPandasReader ")
     for name in ("BfaArrowReader", "BfaDuckDBReader", "BfaPolarsReader", "BfaDaskReader"):
         assert name in answer
+
+
+def test_user_parameters_work_from_intake_alone(published, tmp_path):
+    """version, start, end and symbols are the catalog's user parameters (intake's own API)."""
+    cat = intake.open_catalog(str(ROOT / "catalog.yaml"))
+    ups = cat.user_parameters
+    assert {k: (ups[k].dtype, ups[k].default) for k in ("version", "start", "end", "symbols")} == {
+        "version": ("str", "latest"),
+        "start": ("object", None),
+        "end": ("object", None),
+        "symbols": ("object", None),
+    }
+    assert all(ups[k].description for k in ("version", "start", "end", "symbols"))
+    old_end = intake_bfa.read("daily_availability", V_OLD).date.max()
+    assert cat(version=V_OLD).daily_availability.read().date.max() == old_end
+    assert cat.daily_availability.read(version=V_OLD).date.max() == old_end
+    assert cat.daily_availability.read().date.max() > old_end  # the default: latest
+    day = cat(start="2021-03-04", end="2021-03-04", symbols=["BTCUSDT"]).daily_availability.read()
+    assert len(day) == 1 and day.symbol[0] == "BTCUSDT"
+    # An argument of the read call wins over the catalog's parameter.
+    eth = cat(symbols="BTCUSDT").daily_availability.read(symbols="ETHUSDT", start="2021-03-04")
+    assert set(eth.symbol) == {"ETHUSDT"}
+    assert cat(symbols="BTCUSDT").symbols.read().symbol.tolist() == ["BTCUSDT"]
+    assert cat(version=V_OLD).volume_rankings.read().date.max() <= old_end
+    con = cat(version=V_OLD).availability_db.read()
+    assert con.execute("SELECT max(date) FROM daily_availability").fetchall()[0][0] == old_end
+    # intake's own round trip keeps the parameters' defaults and their effect.
+    cat.to_yaml_file(str(tmp_path / "copy.yaml"))
+    again = intake.open_catalog(str(tmp_path / "copy.yaml"))
+    assert again(version=V_OLD).daily_availability.read().date.max() == old_end
+    bfa_cat = intake_bfa.open_catalog()
+    assert bfa_cat(version=V_OLD).symbols.read().shape == intake_bfa.read("symbols", V_OLD).shape
