@@ -248,3 +248,12 @@ def test_filesystem_serves_other_readers(served, big):
 def test_remote_benchmark_script_runs():
     stdout = run_benchmark("bench_remote.py")
     assert "| timeline |" in stdout and "readahead 64 KiB" in stdout
+
+
+def test_duckdb_before_2_reads_remote_files_with_one_thread():
+    """DuckDB 1.x deadlocks on Python filesystems with threads (tests/test_duckdb_matrix.py)."""
+    from intake_bfa.remote import duckdb_needs_one_thread
+
+    assert duckdb_needs_one_thread("1.5.6") and duckdb_needs_one_thread("1.1.0")
+    assert not duckdb_needs_one_thread("2.0.1") and not duckdb_needs_one_thread("2.1.0-dev12")
+    assert duckdb_needs_one_thread("nightly")  # unknown: the safe side

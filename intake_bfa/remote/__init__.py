@@ -10,10 +10,12 @@ read-only fsspec filesystem that serves DuckDB's range reads. The public names a
 from intake_bfa.remote.http_fs import PROTOCOL, RemoteFile, RemoteFileSystem
 from intake_bfa.remote.relation import (
     attach,
+    duckdb_needs_one_thread,
     filesystem_of,
     httpfs_available,
     remote_connection,
     remote_relation,
+    remote_tables,
     remote_url,
 )
 
@@ -22,9 +24,11 @@ __all__ = [
     "RemoteFile",
     "RemoteFileSystem",
     "attach",
+    "duckdb_needs_one_thread",
     "filesystem_of",
     "httpfs_available",
     "remote_connection",
     "remote_relation",
+    "remote_tables",
     "remote_url",
 ]
