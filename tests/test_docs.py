@@ -60,6 +60,8 @@ NOT_RUN_EXPECTED = {
 #: recipes.md cannot carry markers (it is maintained separately): blocks skipped there.
 RECIPES_SKIP = {
     "from pyspark.sql import SparkSession": "needs pyspark and Java",
+    # Worker processes take seconds to start: run by tests/test_clients.py (slow group).
+    "from dask.distributed import": "a LocalCluster (slow group: tests/test_clients.py)",
     "curl -sLO https://github.com": "needs the internet (github.com)",
 }
 #: recipes.md names the real data's version and dates; the sample has others.
