@@ -354,3 +354,23 @@ def test_json_is_an_alias_of_format_json_everywhere(published):
         a, b = run_cli(*command, "--json"), run_cli(*command, "--format", "json")
         assert a.returncode == b.returncode == 0, (command, a.stderr, b.stderr)
         assert json.loads(a.stdout) == json.loads(b.stdout), command
+
+
+def test_timeline_shows_a_narrow_table_unless_asked(published):
+    from intake_bfa.cli.query import TIMELINE_TABLE_COLUMNS
+    from intake_bfa.schema import DAILY_AVAILABILITY_COLUMNS
+
+    narrow = run_cli("timeline", "BTCUSDT", "--start", "2021-06-01", "--format", "table")
+    assert narrow.returncode == 0, narrow.stderr
+    header = narrow.stdout.splitlines()[0].split()
+    assert header == list(TIMELINE_TABLE_COLUMNS) and "url" not in header
+    hidden = len(DAILY_AVAILABILITY_COLUMNS) - len(TIMELINE_TABLE_COLUMNS)
+    assert f"{hidden} more columns: --all-columns" in narrow.stdout
+    wide = run_cli("timeline", "BTCUSDT", "--start", "2021-06-01", "--format", "table",
+                   "--all-columns")  # fmt: skip
+    assert wide.stdout.splitlines()[0].split() == list(DAILY_AVAILABILITY_COLUMNS)
+    assert "more columns" not in wide.stdout
+    picked = run_cli("timeline", "BTCUSDT", "--format", "table", "--columns", "date,url")
+    assert picked.stdout.splitlines()[0].split() == ["date", "url"]
+    rows = as_json("timeline", "BTCUSDT", "--start", "2021-06-01")  # other formats: all
+    assert list(rows[0]) == list(DAILY_AVAILABILITY_COLUMNS)

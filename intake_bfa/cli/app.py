@@ -13,12 +13,23 @@ import sys
 from collections.abc import Sequence
 
 from intake_bfa import __version__
-from intake_bfa.cli import audit, cache, data, mirror, plot, producer, query, serve, stats
+from intake_bfa.cli import (
+    audit,
+    cache,
+    completion,
+    data,
+    mirror,
+    plot,
+    producer,
+    query,
+    serve,
+    stats,
+)
 from intake_bfa.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from intake_bfa.errors import BfaError
 
 #: Command groups in the order ``bfa --help`` lists them.
-COMMAND_GROUPS = (data, audit, producer, query, plot, stats, mirror, serve, cache)
+COMMAND_GROUPS = (data, audit, producer, query, plot, stats, mirror, serve, cache, completion)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.add_commands(sub, common)
+    parser.set_defaults(root_parser=parser)  # for commands about the CLI itself (completion)
     return parser
 
 

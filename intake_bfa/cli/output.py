@@ -117,9 +117,15 @@ def choose_format(args: argparse.Namespace) -> str:
 
 def emit(table: Any, args: argparse.Namespace, version: str) -> None:
     """Write ``table`` in the chosen format to stdout or, atomically, to ``--output``."""
+    fmt = choose_format(args)
+    hidden = 0
     if args.columns:
         table = _select(table, args.columns)
-    fmt = choose_format(args)
+    elif fmt == "table" and getattr(args, "table_columns", None) and not args.all_columns:
+        # A narrow default for the terminal; --all-columns / --columns / other formats: all.
+        keep = [c for c in args.table_columns if c in table.column_names]
+        hidden = table.num_columns - len(keep)
+        table = table.select(keep)
     if args.output:
         from intake_bfa.cache.layout import atomic_writer
 
@@ -148,11 +154,11 @@ def emit(table: Any, args: argparse.Namespace, version: str) -> None:
     else:
         tty = sys.stdout.isatty()
         limit = args.max_rows if args.max_rows is not None else (TTY_ROWS if tty else 0)
+        note = f"version {version}"
+        if hidden:
+            note += f"; {hidden} more columns: --all-columns"
         text = render_table(
-            table,
-            max_rows=limit or None,
-            cell_width=TTY_CELL if tty else None,
-            note=f"version {version}",
+            table, max_rows=limit or None, cell_width=TTY_CELL if tty else None, note=note
         )
         sys.stdout.write(text)
 

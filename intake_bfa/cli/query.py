@@ -234,7 +234,8 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
      "Every daily_availability row of SYMBOL. Example: bfa timeline BTCUSDT --start 2021-01-01 "
      "--columns date,available,quote_volume_usdt",
      cmd_timeline,
-     lambda p: (p.add_argument("symbol", metavar="SYMBOL", help=_SYMBOL), _window(p))),
+     lambda p: (p.add_argument("symbol", metavar="SYMBOL", help=_SYMBOL), _window(p),
+                _narrow_table(p, TIMELINE_TABLE_COLUMNS))),
     ("lifetime", "a symbol's first/last available date and listed-now flag",
      "The symbols row of SYMBOL. Example: bfa lifetime ETHUSDT_210625",
      cmd_lifetime, lambda p: p.add_argument("symbol", metavar="SYMBOL", help=_SYMBOL)),
@@ -297,6 +298,20 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
                                help="read the release's Parquet by HTTP ranges instead of "
                                     "downloading it (-v: bytes transferred)"))),
 ]  # fmt: skip
+
+
+#: What ``bfa timeline`` shows as a table by default (17 columns, URLs included, do not fit).
+TIMELINE_TABLE_COLUMNS = (
+    "date", "symbol", "available", "file_size_bytes", "last_modified", "quote_volume_usdt",
+    "trade_count", "close_price",
+)  # fmt: skip
+
+
+def _narrow_table(p: argparse.ArgumentParser, columns: tuple[str, ...]) -> None:
+    p.add_argument("--all-columns", action="store_true",
+                   help=f"show every column in the table (default: {','.join(columns)}; "
+                        "other formats always have all)")  # fmt: skip
+    p.set_defaults(table_columns=columns)
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
