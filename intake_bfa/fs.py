@@ -10,8 +10,9 @@ URL grammar
 ``bfa://OWNER/REPO/DATASET[@VERSION]``
     The same, from an explicit repository.
 ``bfa://`` and ``bfa://OWNER/REPO``
-    Directories: ``ls`` lists the datasets of the latest version as their children
-    (``DATASET@VERSION`` at the root, ``OWNER/REPO/DATASET@VERSION`` under a repository),
+    Directories: ``ls`` lists the table datasets (Parquet) of the latest version as their
+    children (``DATASET@VERSION`` at the root, ``OWNER/REPO/DATASET@VERSION`` under a
+    repository; the database is opened by name, ``bfa://availability_db``),
     so ``glob("bfa://*")``, ``find``, ``walk``, ``expand_path``, ``fsspec.open_files`` and
     ``fsspec.get_mapper("bfa://")`` work as on any fsspec filesystem.
 
@@ -90,7 +91,7 @@ from intake_bfa.errors import (
 )
 from intake_bfa.manifest import DatasetEntry, Manifest
 from intake_bfa.resolve import pin
-from intake_bfa.schema import get_spec
+from intake_bfa.schema import DATASETS, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +416,10 @@ class BfaFileSystem(AbstractFileSystem):
                     materialize=False,
                 )
                 for name in manifest.datasets
+                # Parquet only: a directory of bfa:// is what Parquet readers can glob and
+                # discover (pyarrow's dataset discovery, read_parquet('bfa://*')); the
+                # database (a gzip'd DuckDB file) is opened by its name.
+                if name in DATASETS and DATASETS[name].kind == "table"
             ]
         return entries if detail else [e["name"] for e in entries]
 

@@ -404,44 +404,48 @@ def test_incremental_equals_full_rebuild(moto_endpoint, tmp_path):
 def test_rotation_publishes_an_old_change_within_a_week(moto_endpoint, tmp_path):
     """Changes before the re-check window: one slice of symbols is listed whole per run."""
     bucket = Vision(moto_endpoint, "vision-rotation")
-    bucket.put(base_objects())
+    # A small bucket (seeding costs ~2 ms an object): BTCUSDT's 1m files since 2022-10-20
+    # (1000+ keys: two pages) and two short symbols.
+    listed = {"BTCUSDT": (D(2022, 10, 20), D(2024, 3, 13)), "ETHUSDT": SHORT, "AUSDT": SHORT}
+    objects = {}
+    for symbol, (first, last) in listed.items():
+        for day in days(first, last):
+            key = m1_key(symbol, day)
+            objects[key] = f"1m klines {symbol} {day}".encode()
+            objects[key + ".CHECKSUM"] = b"0" * 64 + key.encode()
+    bucket.put(objects)
     state_dir = tmp_path / "s"
     bucket.run(state_dir, today=T1, full_every=0)
     before = {(r["symbol"], r["date"]): r for r in rows(state_dir)}
+    assert {s for s, _ in before} == set(listed)
     # Months before BTCUSDT's 20-day window: a file replaced and one that vanished.
     replaced, vanished = D(2023, 1, 10), D(2023, 2, 1)
     bucket.put({m1_key("BTCUSDT", replaced): b"replaced a year later, longer than before"})
     bucket.delete(m1_key("BTCUSDT", vanished))
     assert ("BTCUSDT", vanished) in before and ("BTCUSDT", replaced) in before
 
-    # Without the rotation, no daily run ever sees it.
+    # Without the rotation a daily run never sees it (the window never reaches 2023).
     blind = copy_state(state_dir, tmp_path / "blind")
-    for i in range(7):
-        bucket.run(blind, today=T1 + dt.timedelta(days=i), full_every=0)
+    bucket.run(blind, today=T1, full_every=0)
     assert {(r["symbol"], r["date"]): r for r in rows(blind)} == before
 
-    # With it: seen on BTCUSDT's day of the 7-day cycle, within 7 runs, at no extra request
-    # for the other symbols (each run lists SYMBOLS once, one slice of them whole).
-    slot = next(
-        i for i in range(7) if due_for_full_listing("BTCUSDT", T1 + dt.timedelta(days=i), 7)
-    )
-    for i in range(7):
-        report = bucket.run(state_dir, today=T1 + dt.timedelta(days=i))
-        now = {(r["symbol"], r["date"]): r for r in rows(state_dir)}
-        caught = ("BTCUSDT", vanished) not in now
-        assert caught == (i >= slot), i
-        if i == slot:
-            assert report.rows_removed == 1 and report.rows_changed == 1
-            assert report.requests["list"] == len(SYMBOLS) + 1  # BTCUSDT's second page
-    listed = [s for s in SYMBOLS if any(due_for_full_listing(s, T1 + dt.timedelta(days=i), 7)
-                                        for i in range(7))]  # fmt: skip
-    assert listed == list(SYMBOLS)  # every symbol had its day
-    assert (
-        now[("BTCUSDT", replaced)]["file_size_bytes"]
-        != before[("BTCUSDT", replaced)]["file_size_bytes"]
-    )
+    # With it: every symbol has exactly one day in any 7 consecutive days, and BTCUSDT's
+    # change is seen on its day, not the day before (the other symbols cost what they did).
+    week = [T1 + dt.timedelta(days=i) for i in range(7)]
+    for symbol in SYMBOLS:
+        assert sum(due_for_full_listing(symbol, d, 7) for d in week) == 1, symbol
+    slot = next(d for d in week if due_for_full_listing("BTCUSDT", d, 7))
+    day_before = slot - dt.timedelta(days=1)
+    assert not due_for_full_listing("BTCUSDT", day_before, 7)
+    bucket.run(state_dir, today=day_before)
+    assert ("BTCUSDT", vanished) in {(r["symbol"], r["date"]) for r in rows(state_dir)}
+    report = bucket.run(state_dir, today=slot)
+    now = {(r["symbol"], r["date"]): r for r in rows(state_dir)}
+    assert ("BTCUSDT", vanished) not in now
+    assert report.rows_removed == 1 and report.rows_changed == 1
+    assert report.requests["list"] == len(listed) + 1  # BTCUSDT's second page
     full = tmp_path / "full"
-    bucket.run(full, full=True, today=T1 + dt.timedelta(days=6))
+    bucket.run(full, full=True, today=slot)
     assert rows(state_dir) == rows(full)
 
 

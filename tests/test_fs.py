@@ -116,13 +116,16 @@ def test_url_grammar_serves_the_package_files(published, url, dataset, version):
 
 def test_ls_lists_datasets_at_root_and_under_owner_repo(published):
     fs = bfa()
-    names = [f"{d}@{V_NEW}" for d in sorted(intake_bfa.DATASETS)]
-    # Children of the listed directory (fsspec's convention), each a valid path itself.
+    tables = sorted(n for n, spec in intake_bfa.DATASETS.items() if spec.kind == "table")
+    names = [f"{d}@{V_NEW}" for d in tables]
+    # Children of the listed directory (fsspec's convention), each a valid path itself;
+    # the Parquet tables only (the database is opened by name).
     assert sorted(fs.ls("bfa://", detail=False)) == names
     assert sorted(fs.ls(f"bfa://{SAMPLE_REPO}", detail=False)) == [
         f"{SAMPLE_REPO}/{n}" for n in names
     ]
     assert fs.isdir(f"bfa://{SAMPLE_REPO}") and fs.isfile("bfa://symbols")
+    assert fs.isfile("bfa://availability_db") and fs.exists(f"bfa://availability_db@{V_OLD}")
     assert fs.ls(f"bfa://symbols@{V_OLD}", detail=False) == [f"{SAMPLE_REPO}/symbols@{V_OLD}"]
 
 

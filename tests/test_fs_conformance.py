@@ -102,6 +102,28 @@ def test_glob_and_expand_path_match_the_reference(pair, pattern, kwargs):
     assert sorted(detail) == want
 
 
+def test_root_discovery_sees_only_the_parquet_datasets(pair):
+    """pyarrow's dataset discovery and DuckDB's read_parquet('bfa://*') meet Parquet only."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    fs, _, root = pair
+    found = ds.dataset("", filesystem=fs, format="parquet")
+    assert sorted(found.files) == sorted(fs.ls("", detail=False))
+    assert not any(f.startswith("availability_db") for f in found.files)
+    one = ds.dataset(f"daily_availability@{V_NEW}", filesystem=fs, format="parquet")
+    assert one.count_rows() == ds.dataset(f"{root}/daily_availability@{V_NEW}").count_rows()
+    con = duckdb.connect()
+    con.register_filesystem(fs)
+    counted = con.execute(
+        "SELECT filename, count(*) FROM read_parquet('bfa://*', union_by_name=true, "
+        "filename=true) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [f for f, _ in counted] == [f"bfa://{n}" for n in sorted(fs.ls("", detail=False))]
+    with fs.open(f"availability_db@{V_NEW}") as f:  # the database: by its name
+        assert f.read(12)[8:] == b"DUCK"  # the verified, decompressed DuckDB file
+
+
 def test_open_files_and_cat_with_globs(pair):
     fs, local, root = pair
     files = fsspec.open_files("bfa://*")
