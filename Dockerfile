@@ -2,7 +2,7 @@
 #
 #   docker build -t intake-bfa .
 #   docker run -d -p 8000:8000 -v bfa-data:/data intake-bfa                 # latest, pinned at start
-#   docker run -d -p 8000:8000 -v bfa-data:/data intake-bfa --version 2026-11-20
+#   docker run -d -p 8000:8000 -v bfa-data:/data intake-bfa --data-version 2026-11-20
 #
 # At start the server resolves the version(s) and fetches them, verified, into the /data
 # volume (BFA_CACHE_DIR); it then serves from there without network access. A restart
@@ -36,4 +36,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('BFA_SERVE_PORT', '8000'), timeout=4)"]
 ENTRYPOINT ["bfa", "serve"]
-CMD ["--version", "latest"]
+CMD ["--data-version", "latest"]

@@ -222,5 +222,5 @@ def _rankings_lag(con: Any, volume_rankings: str | Path) -> Anomaly | None:
 def log_anomalies(report: QualityReport) -> None:
     """One warning per anomaly kind (used once per rolling version, on its first read)."""
     for a in report.anomalies:
-        log.warning("%s: %s: %d %s; details: bfa check --version %s",
+        log.warning("%s: %s: %d %s; details: bfa check --data-version %s",
                     report.version, a.name, a.count, a.meaning, report.version)  # fmt: skip

@@ -247,7 +247,16 @@ def api(serve_release, tmp_path_factory):
         BFA_CACHE_DIR=str(cache),
         GITHUB_TOKEN=SERVE_SECRET,
     )
-    args = ["--version", "latest", "--version", V_OLD, "--max-rows", "1000", "--timeout", "1"]
+    args = [
+        "--data-version",
+        "latest",
+        "--data-version",
+        V_OLD,
+        "--max-rows",
+        "1000",
+        "--timeout",
+        "1",
+    ]
     args += ["--max-concurrent-sql", "2"]
     with ServeProcess(args, env=env) as proc:
         proc.cache = cache

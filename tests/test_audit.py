@@ -196,7 +196,11 @@ def test_rolling_anomalies_are_logged_once_on_first_read(
     warned = [
         r.getMessage() for r in caplog.records if "unavailable_with_status_200" in r.getMessage()
     ]
-    assert len(warned) == 1 and ": 3 " in warned[0] and "bfa check --version rolling-" in warned[0]
+    assert (
+        len(warned) == 1
+        and ": 3 " in warned[0]
+        and "bfa check --data-version rolling-" in warned[0]
+    )
 
 
 def test_clean_release_checks_clean_and_exits_0(published):

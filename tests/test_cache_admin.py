@@ -117,7 +117,7 @@ def test_status_cli_lists_every_repo_and_leftovers(published, samples, cache_dir
 def test_clear_one_version_then_it_downloads_again(published, cache_dir):
     intake_bfa.read("symbols", V_OLD)
     intake_bfa.read("symbols")
-    out = run_cli("cache", "clear", "--version", V_OLD)
+    out = run_cli("cache", "clear", "--data-version", V_OLD)
     assert out.returncode == 0, out.stderr
     assert f"removed {V_OLD}" in out.stdout
     assert cached_versions(cache_dir) == [V_NEW]
@@ -151,10 +151,10 @@ def test_clear_all_keeps_only_the_cachedir_tag(published, cache_dir):
 
 def test_clear_says_what_is_cached_when_asked_for_something_else(published, cache_dir):
     intake_bfa.read("symbols", V_OLD)
-    line = one_error_line(run_cli("cache", "clear", "--version", "2020-01-01"))
+    line = one_error_line(run_cli("cache", "clear", "--data-version", "2020-01-01"))
     assert "2020-01-01 is not cached" in line and V_OLD in line
     line = one_error_line(run_cli("cache", "clear"))  # destructive: never a default
-    assert "--version V" in line and "--all" in line and V_OLD in line
+    assert "--data-version V" in line and "--all" in line and V_OLD in line
     with pytest.raises(VersionNotFoundError):
         clear(get_settings(), version="../..")
     with pytest.raises(ConfigError):

@@ -24,12 +24,12 @@ def test_versions_table_and_json(published):
 
 
 def test_fetch_prints_a_verified_local_path(published, samples):
-    out = run_cli("fetch", "symbols", "--version", V_OLD)
+    out = run_cli("fetch", "symbols", "--data-version", V_OLD)
     assert out.returncode == 0, out.stderr
     path = Path(out.stdout.strip())
     assert path.read_bytes() == (samples.dated(V_OLD) / "symbols.parquet").read_bytes()
     published.clear_requests()
-    again = run_cli("fetch", "symbols", "--version", V_OLD, "--offline")
+    again = run_cli("fetch", "symbols", "--data-version", V_OLD, "--offline")
     assert again.returncode == 0 and again.stdout == out.stdout
     assert published.requests == []
 
@@ -48,8 +48,8 @@ def test_datasets_command():
     ("args", "env", "fragment"),
     [
         (["fetch", "nope"], {}, "unknown dataset 'nope'"),
-        (["fetch", "symbols", "--version", "1999-01-01"], {}, "nearest available"),
-        (["fetch", "symbols", "--version", "yesterday"], {}, "not a dataset version"),
+        (["fetch", "symbols", "--data-version", "1999-01-01"], {}, "nearest available"),
+        (["fetch", "symbols", "--data-version", "yesterday"], {}, "not a dataset version"),
         (["versions"], {"BFA_REPO": "not-a-repo"}, "BFA_REPO='not-a-repo'"),
         (["versions"], {"BFA_REPO": "ghost/repo"}, "not found"),
         (["versions"], {"BFA_OFFLINE": "perhaps"}, "BFA_OFFLINE"),
@@ -124,3 +124,18 @@ def test_one_output_convention_on_every_command():
             assert options["--json"].const == "json" and options["--json"].nargs == 0, command
             with_json += 1
     assert with_json >= 20
+
+
+def test_data_version_never_collides_with_the_programs_version(published):
+    """``--data-version`` picks the dataset; ``--version`` is the program's, after a command too."""
+    import intake_bfa
+
+    for command in (["sql"], ["snapshot"], ["fetch", "symbols"], ["serve"], ["check"]):
+        res = run_cli(*command, "--version")
+        assert res.returncode == 0 and res.stdout.strip() == f"intake-bfa {intake_bfa.__version__}"
+    new = run_cli("fetch", "symbols", "--data-version", V_OLD)
+    assert new.returncode == 0 and new.stderr == "", new.stderr
+    # The old spelling with a value still works, and says what to write instead.
+    old = run_cli("fetch", "symbols", "--version", V_OLD)
+    assert old.returncode == 0 and old.stdout == new.stdout
+    assert f"write --data-version {V_OLD}" in old.stderr

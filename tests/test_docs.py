@@ -43,7 +43,7 @@ NOT_RUN_EXPECTED = {
     ("mirror.md", "export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=..."): "needs an S3",
     (
         "mirror.md",
-        "bfa mirror sync --version latest --bucket s3://my-bucket/bfa --public-url "
+        "bfa mirror sync --data-version latest --bucket s3://my-bucket/bfa --public-url "
         "https://cdn.example.com/bfa",
     ): "needs an S3",
     (

@@ -375,7 +375,7 @@ def test_sync_a_published_version_then_consumers_use_the_template(
 ):
     out = mirror_cli(
         "sync",
-        "--version",
+        "--data-version",
         "latest",
         "--bucket",
         bucket.url(),
@@ -423,7 +423,7 @@ def test_cli_errors_are_one_line_without_secrets(folder, bucket, endpoint):
         assert out.stderr.startswith("bfa: error: ") and out.stderr.count("\n") == 1, out.stderr
         assert needle in out.stderr and SECRET not in out.stderr
     assert "s3://no-such-bucket-here/x" in cases["does not exist"].stderr
-    both = run_cli("mirror", "sync", "--release-dir", "r", "--version", "latest")
+    both = run_cli("mirror", "sync", "--release-dir", "r", "--data-version", "latest")
     assert both.returncode == 2
     assert bucket.listing() == []
 

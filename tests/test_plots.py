@@ -228,7 +228,7 @@ def _check_png(path, min_size=(300, 600)) -> None:
 )
 def test_cli_writes_png(published, tmp_path, capsys, args):
     out = tmp_path / "charts" / f"{args[0]}.png"
-    assert main(["plot", *args, "--output", str(out), "--version", V_NEW, "-q"]) == 0
+    assert main(["plot", *args, "--output", str(out), "--data-version", V_NEW, "-q"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     _check_png(out)
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary leftovers
@@ -253,7 +253,7 @@ def test_cli_svg_and_real_process(published, tmp_path):
     [
         (["timeline", "--symbol", "NOPEUSDT"], "unknown symbol 'NOPEUSDT'"),
         (["available", "--start", "2030-01-01"], "outside the coverage"),
-        (["available", "--version", "1999-01-01"], "1999-01-01"),
+        (["available", "--data-version", "1999-01-01"], "1999-01-01"),
     ],
 )
 def test_cli_errors_are_one_line(published, tmp_path, capsys, args, message):

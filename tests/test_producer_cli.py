@@ -33,7 +33,7 @@ def test_collect_build_publish_then_read(moto_endpoint, tmp_path, monkeypatch):
         server.add_repo(REPO)
         github = {"BFA_API_URL": server.api_url, "BFA_REPO": REPO, "GITHUB_TOKEN": TOKEN}
         out = run_cli("build", "--state", str(state), "--out", str(release),
-                      "--version", "2024-03-14", env=github)  # fmt: skip
+                      "--data-version", "2024-03-14", env=github)  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert "built 2024-03-14" in out.stdout and "consistency" in out.stdout
 

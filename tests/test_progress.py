@@ -77,10 +77,10 @@ def _run_on_pty(*args: str) -> tuple[int, str]:
 
 
 def test_cli_draws_a_bar_on_a_terminal_only(published):
-    code, terminal = _run_on_pty("fetch", "daily_availability", "--version", V_OLD)
+    code, terminal = _run_on_pty("fetch", "daily_availability", "--data-version", V_OLD)
     assert code == 0
     assert "100%" in terminal and "B/s" in terminal
-    quiet = run_cli("fetch", "volume_rankings", "--version", V_OLD)  # stderr is a pipe
+    quiet = run_cli("fetch", "volume_rankings", "--data-version", V_OLD)  # stderr is a pipe
     assert quiet.returncode == 0 and quiet.stderr == ""
-    code, terminal = _run_on_pty("fetch", "symbols", "--version", V_OLD, "--quiet")
+    code, terminal = _run_on_pty("fetch", "symbols", "--data-version", V_OLD, "--quiet")
     assert code == 0 and "%" not in terminal

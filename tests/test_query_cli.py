@@ -98,7 +98,7 @@ def test_listings_delistings_counts_gaps(published):
     assert as_json("listings", "--on", "2021-06-18") == []  # empty answer: still exit 0
     dl = as_json("delistings", "--on", "2021-06-25")
     assert {r["symbol"] for r in dl} == {"BTCUSDT_210625", "ETHUSDT_210625"}
-    old = as_json("delistings", "--start", "2021-06-20", "--version", V_OLD)
+    old = as_json("delistings", "--start", "2021-06-20", "--data-version", V_OLD)
     assert "WEMYWUUSDT" in {r["symbol"] for r in old}
     counts = as_json("counts", "--start", "2021-06-28")
     assert [c["date"] for c in counts] == ["2021-06-28", "2021-06-29", "2021-06-30"]
@@ -155,7 +155,7 @@ def test_errors_are_one_line_and_exit_1(published):
     assert "did you mean BTCUSDT" in fails("timeline", "BTCUSD")
     assert "is after end" in fails("range", "2021-03-01", "2021-02-01")
     assert "no column(s) 'nope'" in fails("snapshot", "2021-03-04", "--columns", "nope")
-    assert "not a dataset version" in fails("snapshot", "2021-03-04", "--version", "bogus")
+    assert "not a dataset version" in fails("snapshot", "2021-03-04", "--data-version", "bogus")
 
 
 def test_usage_errors_exit_2(published, tmp_path):

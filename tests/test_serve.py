@@ -352,7 +352,9 @@ def test_offline_serves_what_is_cached_and_stops_cleanly(api, serve_release):
         BFA_CACHE_DIR=str(api.cache), BFA_REPO=SAMPLE_REPO, BFA_API_URL="http://127.0.0.1:9"
     )
     before = len(serve_release.requests)
-    with ServeProcess(["--offline", "--version", V_OLD, "--access-log", "off"], env=env) as proc:
+    with ServeProcess(
+        ["--offline", "--data-version", V_OLD, "--access-log", "off"], env=env
+    ) as proc:
         status, head, _ = proc.get(f"/v1/snapshot?date={DAY}")
         assert status == 200 and head["x-bfa-version"] == V_OLD
     assert proc.returncode == 0
@@ -365,7 +367,7 @@ def one_slot_taken(api, *limit: str):
     """An offline server with ``limit`` (e.g. ``--pool-size 1``) whose only slot a 3 s query
     holds; yields ``(server, thread of that query)``."""
     env = base_env(BFA_CACHE_DIR=str(api.cache), BFA_REPO=SAMPLE_REPO)
-    args = ["--offline", "--version", V_OLD, "--access-log", "off", *limit]
+    args = ["--offline", "--data-version", V_OLD, "--access-log", "off", *limit]
     args += ["--queue-timeout", "0.2", "--timeout", "3"]
     slow = "/v1/sql?q=" + urllib.parse.quote("SELECT count(*) FROM range(1000000000000)")
     with ServeProcess(args, env=env) as proc:

@@ -330,7 +330,7 @@ def clear(
     listed = f"cached versions of {settings.repo}: {', '.join(cached) or 'none'}"
     if [version is not None, all, temporary].count(True) != 1:
         raise ConfigError(
-            f"say what to clear, one of: a version (--version V; {listed}), everything "
+            f"say what to clear, one of: a version (--data-version V; {listed}), everything "
             "(--all), or leftover temporary files (--temp)",
             variable="clear",
             value=None,

@@ -9,6 +9,7 @@ from typing import Any
 from intake_bfa.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
+    add_data_version,
     add_format_options,
     settings_from_args,
     wants_json,
@@ -112,9 +113,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Check a version for anomalies: unavailable rows with HTTP 200, partially "
         "null volume rows, rankings ending before the volumes, dates before Binance Vision's "
         "first file, duplicate keys, nulls in required columns. Exit 0 when clean, 1 when "
-        "anything is found. Example: bfa check --version 2026-11-20 --format json",
+        "anything is found. Example: bfa check --data-version 2026-11-20 --format json",
     )
-    p.add_argument("--version", dest="version", default="latest", help="version (default latest)")
+    add_data_version(p, default="latest", help="version (default latest)")
     p.add_argument("--limit", type=whole_number(0, 1000), default=5,
                    help="example rows per anomaly (default 5)")  # fmt: skip
     p.set_defaults(func=cmd_check)

@@ -7,7 +7,13 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from intake_bfa.cli.common import EXIT_OK, add_format_options, settings_from_args, wants_json
+from intake_bfa.cli.common import (
+    EXIT_OK,
+    add_data_version,
+    add_format_options,
+    settings_from_args,
+    wants_json,
+)
 from intake_bfa.display.text import age, dict_table, human_size
 
 
@@ -134,10 +140,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="remove a cached version, everything, or stale temporary files",
         description="Remove cached data; say what: nothing is removed by default. "
-        "Example: bfa cache clear --version 2026-11-20",
+        "Example: bfa cache clear --data-version 2026-11-20",
     )
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--version", dest="version", help="remove this version of --repo")
+    add_data_version(what, help="remove this version of --repo")
     what.add_argument(
         "--all", action="store_true", help="remove every repository's data (keeps CACHEDIR.TAG)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import sys
 from collections.abc import Callable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -82,3 +83,41 @@ def add_format_options(parser: argparse.ArgumentParser, what: str = "output") ->
 def wants_json(args: argparse.Namespace) -> bool:
     """True when the command was asked for JSON (``--format json`` or ``--json``)."""
     return getattr(args, "format", None) == "json"
+
+
+class _LegacyVersionOption(argparse.Action):
+    """``--version`` after a command: alone, the program's version (as before the command);
+    with a value, the old spelling of ``--data-version`` (still accepted, with a warning)."""
+
+    def __init__(self, option_strings, dest, append: bool = False, **kwargs) -> None:
+        self.append = append
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values is None:
+            from intake_bfa import __version__
+
+            print(f"intake-bfa {__version__}")
+            parser.exit()
+        print(f"bfa: warning: {option_string} {values} after a command is deprecated; "
+              f"write --data-version {values}", file=sys.stderr)  # fmt: skip
+        if self.append:
+            setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        else:
+            setattr(namespace, self.dest, values)
+
+
+def add_data_version(container, *, help: str, dest: str = "version", append: bool = False,
+                     **kwargs) -> None:  # fmt: skip
+    """``--data-version VERSION``: which dataset version a command reads or writes.
+
+    Never ``--version``, which is the program's: ``bfa sql --version`` prints the program's
+    version like ``bfa --version``; ``--version VALUE`` after a command is still read as
+    ``--data-version`` (deprecated, with a warning).
+    """
+    action = "append" if append else "store"
+    container.add_argument("--data-version", dest=dest, metavar="VERSION", action=action,
+                           help=help, **kwargs)  # fmt: skip
+    container.add_argument("--version", dest=dest, action=_LegacyVersionOption, append=append,
+                           help=argparse.SUPPRESS)  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 from intake_bfa.cli.common import (
     EXIT_ERROR,
     EXIT_OK,
+    add_data_version,
     add_format_options,
     settings_from_args,
     wants_json,
@@ -103,10 +104,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="download a dataset into the cache and print its local path",
         description="Make a dataset available locally and print its path. "
-        "Example: bfa fetch daily_availability --version 2026-11-20",
+        "Example: bfa fetch daily_availability --data-version 2026-11-20",
     )
     p.add_argument("dataset", help="daily_availability, availability_db, volume_rankings, symbols")
-    p.add_argument("--version", dest="version", default="latest", help="version (default latest)")
+    add_data_version(p, default="latest", help="version (default latest)")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser(

@@ -13,7 +13,12 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from intake_bfa.cli.common import add_format_options, settings_from_args, wants_json
+from intake_bfa.cli.common import (
+    add_data_version,
+    add_format_options,
+    settings_from_args,
+    wants_json,
+)
 from intake_bfa.display.text import dict_table, human_size
 
 
@@ -181,8 +186,7 @@ def _destination(p: argparse.ArgumentParser, *, public: bool) -> None:
 def _release(p: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--release-dir", metavar="DIR", help="a folder written by bfa build")
-    what.add_argument("--version", dest="version",
-                      help="a published version of --repo: latest or e.g. 2026-11-20")  # fmt: skip
+    add_data_version(what, help="a published version of --repo: latest or e.g. 2026-11-20")
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -226,7 +230,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Check every object of a release on the mirror (size, sha256, ETag; "
         "--download re-hashes the bytes) and, with --public-url, read one as a consumer "
         "would. Exit status 1 if anything is missing or wrong. "
-        "Example: bfa mirror verify --version latest --bucket s3://my-bucket/bfa",
+        "Example: bfa mirror verify --data-version latest --bucket s3://my-bucket/bfa",
     )
     _release(p)
     _destination(p, public=True)

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cli.common import iso_day, settings_from_args, whole_number
+from intake_bfa.cli.common import add_data_version, iso_day, settings_from_args, whole_number
 
 KINDS = ("available", "timeline", "listings", "share")
 #: Image formats by file extension (Agg writes PNG; matplotlib switches canvas for the rest).
@@ -115,5 +115,5 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--end", metavar="DATE", type=iso_day, help="last day (default: coverage end)")
     p.add_argument("-n", type=whole_number(1), metavar="N", help="symbols in the chart (share)")
     p.add_argument("-o", "--output", metavar="FILE", required=True, help="image file to write")
-    p.add_argument("--version", default="latest", help="dataset version (default latest)")
+    add_data_version(p, default="latest", help="dataset version (default latest)")
     p.set_defaults(func=cmd_plot, parser=p)

@@ -13,7 +13,13 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cli.common import add_format_options, settings_from_args, wants_json, whole_number
+from intake_bfa.cli.common import (
+    add_data_version,
+    add_format_options,
+    settings_from_args,
+    wants_json,
+    whole_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +192,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--state", default="bfa-state", help="state folder (default bfa-state)")
     p.add_argument("--out", required=True, help="release folder to write")
-    p.add_argument("--version", dest="version", help="release version (default: today, UTC)")
+    add_data_version(p, help="release version (default: today, UTC)")
     p.add_argument("--previous", help="previous release for the diff: latest, a version, a "
                    "daily_availability.parquet path, or none")  # fmt: skip
     p.add_argument("--pin-repo", help="repository written into the release's catalog.yaml")

@@ -1,6 +1,6 @@
 """``bfa snapshot``, ``range``, ``timeline``, ... ``sql``: the query commands.
 
-Each command answers from one pinned version (``--version``, default latest) through
+Each command answers from one pinned version (``--data-version``, default latest) through
 :class:`intake_bfa.query.Query`, and writes the answer as an aligned table (default),
 JSON (a list of objects), CSV (with a header) or Parquet, to stdout or atomically to
 ``--output FILE`` (the format is then taken from the extension unless ``--format``
@@ -18,7 +18,13 @@ import argparse
 import logging
 from typing import Any
 
-from intake_bfa.cli.common import iso_day, real_number, settings_from_args, whole_number
+from intake_bfa.cli.common import (
+    add_data_version,
+    iso_day,
+    real_number,
+    settings_from_args,
+    whole_number,
+)
 from intake_bfa.cli.output import FORMATS, TTY_ROWS, choose_format, emit
 
 log = logging.getLogger(__name__)
@@ -184,7 +190,7 @@ def _remote_sql(args: argparse.Namespace) -> int:
 def _output_options() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
     group = out.add_argument_group("answer")
-    group.add_argument("--version", default="latest", help="dataset version (default latest)")
+    add_data_version(group, default="latest", help="dataset version (default latest)")
     group.add_argument(
         "--format", choices=FORMATS, help="output format (default: from --output's extension, "
         "else table)",
@@ -285,7 +291,7 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
          _symbol_filters(p))),
     ("sql", "run one read-only SELECT on the datasets",
      "Run one SELECT on views daily_availability, volume_rankings and symbols (the cached "
-     "files of --version, or with --remote the release's Parquet files read by HTTP range "
+     "files of --data-version, or with --remote the release's Parquet files read by HTTP range "
      "requests, nothing downloaded); --database also attaches availability_db read-only as "
      "schema db. No other file, network or extension is reachable. "
      "Example: bfa sql \"SELECT symbol, days_available FROM symbols ORDER BY 2 DESC LIMIT 5\" "

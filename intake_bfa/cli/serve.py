@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from intake_bfa.cli.common import real_number, settings_from_args, whole_number
+from intake_bfa.cli.common import add_data_version, real_number, settings_from_args, whole_number
 
 _port = whole_number(0, 65535)
 _positive_int = whole_number(1)
@@ -98,17 +98,16 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "then serve them read-only over HTTP with no further network access: /health, "
         "/v1/versions, /v1/datasets, /v1/snapshot, /v1/timeline/{symbol}, /v1/universe, "
         "/v1/sql; OpenAPI at /openapi.json. With --offline, serve cached versions only. "
-        "Needs the serve extra. Example: bfa serve --port 8000 --version latest",
+        "Needs the serve extra. Example: bfa serve --port 8000 --data-version latest",
     )
     p.add_argument("--host", help="address to listen on (BFA_SERVE_HOST; default 127.0.0.1)")
     p.add_argument(
         "--port", type=_port, help="port, 0 for any free one (BFA_SERVE_PORT; default 8000)"
     )
-    p.add_argument(
-        "--version",
+    add_data_version(
+        p,
         dest="versions",
-        action="append",
-        metavar="VERSION",
+        append=True,
         help="a version to serve, repeatable; the first is the default (default: latest)",
     )
     p.add_argument(
