@@ -120,7 +120,7 @@ def emit(table: Any, args: argparse.Namespace, version: str) -> None:
     fmt = choose_format(args)
     hidden = 0
     if args.columns:
-        table = _select(table, args.columns)
+        table = _select(table, args.columns, args.parser)
     elif fmt == "table" and getattr(args, "table_columns", None) and not args.all_columns:
         # A narrow default for the terminal; --all-columns / --columns / other formats: all.
         keep = [c for c in args.table_columns if c in table.column_names]
@@ -163,15 +163,13 @@ def emit(table: Any, args: argparse.Namespace, version: str) -> None:
         sys.stdout.write(text)
 
 
-def _select(table: Any, columns: str) -> Any:
-    from intake_bfa.errors import QueryError
-
+def _select(table: Any, columns: str, parser: argparse.ArgumentParser) -> Any:
+    """The ``--columns`` of the answer; an unknown one is a usage error (exit 2)."""
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     missing = [c for c in wanted if c not in table.column_names]
     if missing or not wanted:
-        raise QueryError(
-            f"no column(s) {', '.join(map(repr, missing)) or '(none given)'} in this answer; "
-            f"columns: {', '.join(table.column_names)}",
-            missing=missing,
+        parser.error(
+            f"--columns: no column(s) {', '.join(map(repr, missing)) or '(none given)'} in "
+            f"this answer; its columns are {', '.join(table.column_names)}"
         )
     return table.select(wanted)
