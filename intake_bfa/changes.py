@@ -18,20 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from intake_bfa.schema import VOLUME_COLUMNS
+
 log = logging.getLogger(__name__)
 
-#: Volume and price columns from the day's 1d kline (a change is a revision).
-VOLUME_COLUMNS = (
-    "quote_volume_usdt",
-    "trade_count",
-    "volume_base",
-    "taker_buy_volume_base",
-    "taker_buy_quote_volume_usdt",
-    "open_price",
-    "high_price",
-    "low_price",
-    "close_price",
-)
 
 # A file there in both versions: its changes are replacements and revisions. A back-filled
 # or vanished file changes its volume too, which its own kind already says.

@@ -16,22 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.schema import FIRST_DATE, REQUIRED_COLUMNS
+from intake_bfa.schema import FIRST_DATE, REQUIRED_COLUMNS, VOLUME_COLUMNS
 
 log = logging.getLogger(__name__)
 
-_VOLUME = (
-    "quote_volume_usdt",
-    "trade_count",
-    "volume_base",
-    "taker_buy_volume_base",
-    "taker_buy_quote_volume_usdt",
-    "open_price",
-    "high_price",
-    "low_price",
-    "close_price",
-)
-_FILLED = " + ".join(f"CAST({c} IS NOT NULL AS INTEGER)" for c in _VOLUME)
+_FILLED = " + ".join(f"CAST({c} IS NOT NULL AS INTEGER)" for c in VOLUME_COLUMNS)
 
 #: Row-level anomaly -> (what it means and what to do, condition on a daily_availability row).
 ROW_ANOMALIES: dict[str, tuple[str, str]] = {
@@ -49,9 +38,9 @@ ROW_ANOMALIES: dict[str, tuple[str, str]] = {
         "available AND file_size_bytes IS NULL",
     ),
     "partial_volume": (
-        f"some of the {len(_VOLUME)} volume/price columns are null and others not (a "
+        f"some of the {len(VOLUME_COLUMNS)} volume/price columns are null and others not (a "
         "half-applied re-probe); the day's volume figures are incomplete",
-        f"({_FILLED}) BETWEEN 1 AND {len(_VOLUME) - 1}",
+        f"({_FILLED}) BETWEEN 1 AND {len(VOLUME_COLUMNS) - 1}",
     ),
     "before_first_vision_date": (
         f"dated before {FIRST_DATE}, the first day Binance Vision has USDT-M daily files",

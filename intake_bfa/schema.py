@@ -35,6 +35,19 @@ DAILY_AVAILABILITY_COLUMNS: dict[str, tuple[str, str]] = {
     "close_price": ("DOUBLE", "daily close"),
 }
 
+#: The day's 1d-kline figures (volume and prices): null when there is no file.
+VOLUME_COLUMNS = (
+    "quote_volume_usdt",
+    "trade_count",
+    "volume_base",
+    "taker_buy_volume_base",
+    "taker_buy_quote_volume_usdt",
+    "open_price",
+    "high_price",
+    "low_price",
+    "close_price",
+)
+
 #: Columns that are never null (the publishing project's schema declares them NOT NULL).
 REQUIRED_COLUMNS = ("date", "symbol", "available", "url", "status_code", "probe_timestamp")
 

@@ -25,25 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.cache.layout import atomic_write_bytes, temp_file
-from intake_bfa.schema import FIRST_DATE
+from intake_bfa.schema import FIRST_DATE, VOLUME_COLUMNS
 
 STATE_VERSION = 1
 AVAILABILITY_FILE = "availability.parquet"
 VOLUME_FILE = "volume.parquet"
 META_FILE = "state.json"
 URL_PREFIX = "https://data.binance.vision/data/futures/um/daily/klines/"
-
-VOLUME_COLUMNS = (
-    "quote_volume_usdt",
-    "trade_count",
-    "volume_base",
-    "taker_buy_volume_base",
-    "taker_buy_quote_volume_usdt",
-    "open_price",
-    "high_price",
-    "low_price",
-    "close_price",
-)
 
 
 def availability_schema():

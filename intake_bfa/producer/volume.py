@@ -26,7 +26,8 @@ from typing import Any
 
 from intake_bfa.errors import DownloadError
 from intake_bfa.producer.s3 import S3Client, S3Object
-from intake_bfa.producer.state import VOLUME_COLUMNS, State
+from intake_bfa.producer.state import State
+from intake_bfa.schema import VOLUME_COLUMNS
 
 log = logging.getLogger(__name__)
 
