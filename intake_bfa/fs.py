@@ -24,9 +24,10 @@ Storage options (``repo``, ``api_url``, ``cache_dir``, ``token``, ``offline``, `
     pd.read_parquet("bfa://symbols", storage_options={"offline": True})
     fsspec.filesystem("bfa", cache_dir="/data/bfa").ls("")
 
-Every byte comes from :func:`intake_bfa.datasets.local_path`: downloaded once, verified
-and moved into the package cache atomically; files opened here are that verified local
-file. After the first read nothing touches the network (``info``, ``exists``, ``ls``
+Every file opened here is the verified local file of :func:`intake_bfa.datasets.local_path`:
+downloaded once, checked against the manifest's sha256 and moved into the package cache
+atomically. (Only ``cat_file`` of a *slice* of a Parquet asset not downloaded yet, as
+``intake.datatypes.recommend`` asks for, is one range request checked by size and ETag.) After the first read nothing touches the network (``info``, ``exists``, ``ls``
 included) until "latest" is older than ``BFA_TTL``. Byte ranges (``cat_file``,
 ``cat_ranges``, ``read_block``, negative and open-ended) mean exactly what they mean on
 fsspec's LocalFileSystem (``tests/test_fs_conformance.py`` checks each against it).
@@ -90,6 +91,8 @@ from intake_bfa.errors import (
     VersionPathNotFoundError,
 )
 from intake_bfa.manifest import DatasetEntry, Manifest
+from intake_bfa.remote.http_fs import RemoteFileSystem
+from intake_bfa.remote.relation import remote_url
 from intake_bfa.resolve import pin
 from intake_bfa.schema import DATASETS, get_spec
 
@@ -481,10 +484,24 @@ class BfaFileSystem(AbstractFileSystem):
         """Bytes of a dataset, ``start``/``end`` as Python slices (negative from the end).
 
         Read from the verified local file exactly as fsspec's LocalFileSystem reads a file,
-        so every range (open, negative, reversed, beyond the end) means the same here.
+        so every range (open, negative, reversed, beyond the end) means the same here. A
+        slice of a Parquet asset not downloaded yet is one range request instead.
         """
-        local = self._local(self._resolve(path))
+        target = self._resolve(path)
+        if (start is not None or end is not None) and self._ranged_remotely(target):
+            # A slice of a file not downloaded yet (intake's recommend() asks for the first
+            # MiB): one range request, checked against the asset's size and ETag, nothing
+            # cached. The whole file still comes only from the verified download.
+            url = remote_url(target.dataset, target.version, settings=target.settings)
+            return RemoteFileSystem(target.settings).cat_file(url, start=start, end=end)
+        local = self._local(target)
         return _LOCAL_FS.cat_file(str(local), start=start, end=end)
+
+    def _ranged_remotely(self, target: _Target) -> bool:
+        """True for a plain Parquet asset that is not cached, while online."""
+        entry = target.entry
+        plain = bool(entry.asset) and not entry.compression and not entry.derived_from
+        return plain and not target.settings.offline and self._cached_file(target) is None
 
     def cat(self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
         """Bytes of one path, or a dict for several (``get_mapper().getitems`` relies on it).

@@ -79,12 +79,15 @@ class BfaTable(BfaTabular):
     """A table dataset published as Parquet (daily_availability, volume_rankings, symbols)."""
 
     structure = {"table"}
+    # intake.datatypes.recommend("bfa://symbols@2026-11-20") names this type.
+    filepattern = r"^bfa://([^/]+/[^/]+/)?(daily_availability|volume_rankings|symbols)(@|$)"
 
 
 class BfaDatabase(BfaData):
     """The availability DuckDB database, opened read-only."""
 
     structure = {"database"}
+    filepattern = r"^bfa://([^/]+/[^/]+/)?availability_db(@|$)"
 
 
 class _BfaReader(BaseReader):

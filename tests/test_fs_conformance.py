@@ -279,3 +279,24 @@ def test_every_write_is_refused_with_permission_error(pair, tmp_path):
     with pytest.raises(KeyError):  # fsspec's mapper turns any failed delete into KeyError
         del mapper[f"symbols@{V_NEW}"]
     assert f"symbols@{V_NEW}" in mapper
+
+
+def test_intake_recommend_names_our_types_without_a_download(published):
+    """intake reads the first MiB of a URL to recommend types: one range request, no cache."""
+    from pathlib import Path
+
+    from intake.readers.datatypes import recommend
+
+    from intake_bfa.config import get_settings
+    from intake_bfa.readers import BfaDatabase, BfaTable
+
+    url = f"bfa://daily_availability@{V_OLD}"
+    assert fsspec.filesystem("bfa").info(url)["size"]  # pins the version (its manifest)
+    published.clear_requests()
+    found = recommend(url)
+    assert BfaTable in found and BfaDatabase not in found
+    assert BfaDatabase in recommend("bfa://availability_db", head=False)
+    assert list(Path(get_settings().cache_dir).rglob("daily_availability*.parquet")) == []
+    objects = [r for r in published.requests if r.origin == "objects"]
+    assert objects and all("range" in {k.lower() for k in r.headers} for r in objects)
+    assert all(r.status == 206 for r in objects)
