@@ -69,7 +69,7 @@ def test_zsh_and_fish_scripts_cover_every_command():
         assert f"-a '{name}'" in fish, name
         for sub in child.children:
             assert f"__fish_seen_subcommand_from {name}" in fish and f"-a '{sub}'" in fish
-    assert "-l format -r -a 'table json csv parquet'" in fish
+    assert "-l format -x -a 'table json csv parquet'" in fish
     assert run_cli("completion", "tcsh").returncode == 2
 
 
@@ -78,3 +78,45 @@ def test_a_positional_choice_is_not_taken_for_a_command(script):
     assert "--output" in complete(script, "plot", "share", "--")
     assert complete(script, "plot", "share", "--sy") == ["--symbol"]
     assert complete(script, "plot", "share", "--k") == []
+
+
+@pytest.mark.slow
+def test_fish_and_zsh_complete_for_real(tmp_path):
+    """The real shells (.ci/run installs them from Debian): fish's own ``complete -C`` and
+    zsh running the function as its ``bashcompinit`` does (0-based arrays, zsh filters)."""
+    import shutil
+
+    for shell in ("fish", "zsh"):
+        assert shutil.which(shell), f"{shell} is not installed (.ci/run installs it)"
+    fish_script, zsh_script = tmp_path / "bfa.fish", tmp_path / "_bfa"
+    fish_script.write_text(run_cli("completion", "fish").stdout)
+    zsh_script.write_text(run_cli("completion", "zsh").stdout)
+    assert subprocess.run(["fish", "-n", str(fish_script)]).returncode == 0
+    assert subprocess.run(["zsh", "-n", str(zsh_script)]).returncode == 0
+
+    def fish(line: str) -> list[str]:
+        out = subprocess.run(
+            ["fish", "-c", f"source {fish_script}; complete -C'{line}'"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return sorted(w.split("\t")[0] for w in out.stdout.splitlines() if w)
+
+    assert fish("bfa sn") == ["snapshot"]
+    assert fish("bfa cache st") == ["status"]
+    assert fish("bfa snapshot --format ") == ["csv", "json", "parquet", "table"]
+    assert fish("bfa completion ") == ["bash", "fish", "zsh"]
+
+    def zsh(*words: str) -> set[str]:
+        script = (
+            f"source {zsh_script}; setopt ksharrays; COMP_WORDS=({' '.join(map(repr, words))});"
+            f' COMP_CWORD={len(words) - 1}; _bfa; print -l -- "${{COMPREPLY[@]}}"'
+        )
+        out = subprocess.run(["zsh", "-c", script], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return {w for w in out.stdout.splitlines() if w}
+
+    tree = command_tree(build_parser())
+    assert "snapshot" in zsh("bfa", "sn")  # zsh itself keeps the matches of the prefix
+    assert zsh("bfa", "cache", "st") == set(tree.children["cache"].children)
+    assert zsh("bfa", "snapshot", "--format", "") == {"table", "json", "csv", "parquet"}
