@@ -15,11 +15,12 @@ from typing import Any
 from intake_bfa.cache.layout import CacheLayout, file_lock, record_access, sidecar_path
 from intake_bfa.config import Settings, get_settings
 from intake_bfa.errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
+from intake_bfa.extras import require
 from intake_bfa.filters import DateLike, plan_filters, select_sql
 from intake_bfa.manifest import Manifest
 from intake_bfa.quality import check_files, log_anomalies
 from intake_bfa.releases import missing_dataset_note
-from intake_bfa.resolve import pin
+from intake_bfa.resolve import OFFLINE_FIX, pin
 from intake_bfa.schema import DatasetSpec, get_spec
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def ensure_local(
     if settings.offline and not entry.derived_from:
         raise NotCachedError(
             f"{name} {manifest.version} is not cached in {layout.root} and BFA_OFFLINE=1; "
-            "connect once (or unset BFA_OFFLINE) to download it",
+            f"{OFFLINE_FIX}",
             dataset=name,
             version=manifest.version,
             cache_dir=str(layout.root),
@@ -333,7 +334,7 @@ def to_polars(
     settings: Settings | None = None,
 ):
     """A ``polars.LazyFrame`` over the cached file; filters are pushed into the scan."""
-    import polars as pl
+    (pl,) = require("polars", extra="polars", feature="to_polars()")
 
     spec, path = _table_path(dataset, version, settings)
     lazy = pl.scan_parquet(path)
@@ -365,7 +366,7 @@ def to_dask(
     a file under its blocksize) would leave nothing to parallelise. Row groups excluded
     by the filters' statistics are dropped before the grouping.
     """
-    import dask.dataframe as dd
+    (dd,) = require("dask.dataframe", extra="dask", feature="to_dask()")
     import pyarrow.parquet as pq
 
     spec, path = _table_path(dataset, version, settings)

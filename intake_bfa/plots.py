@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from intake_bfa.errors import MissingDependencyError, QueryError
+from intake_bfa.extras import require
 from intake_bfa.filters import DateLike
 
 __all__ = [
@@ -44,15 +45,8 @@ LISTING_COLOR = "#264653"
 
 
 def require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            "plots need matplotlib, which is not installed; install it with "
-            "pip install 'intake-bfa[plot]'",
-            package="matplotlib",
-            extra="plot",
-        ) from None
+    """Raise :class:`MissingDependencyError` (naming the ``plot`` extra) without matplotlib."""
+    require("matplotlib", extra="plot", feature="plots")
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from intake_bfa.errors import (
     RateLimitError,
     VersionNotFoundError,
 )
-from intake_bfa.http import is_network_failure, open_url, safe_url
+from intake_bfa.http import Advice, is_network_failure, open_url, safe_url
 from intake_bfa.manifest import MANIFEST_NAME, Manifest, load_manifest, parse_manifest
 from intake_bfa.releases import (
     ROLLING_DB_ASSETS,
@@ -41,6 +41,9 @@ from intake_bfa.releases import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What to do when data is missing while offline on purpose (BFA_OFFLINE=1 or --offline).
+OFFLINE_FIX = "unset BFA_OFFLINE (or drop --offline) and run again to download it"
 
 _PINNED_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}|rolling-\d{8}T\d{6}Z)$")
 
@@ -57,9 +60,16 @@ def _fallback_latest(layout: CacheLayout, reason: str, cause: Exception | None) 
     if cached:
         log.warning("%s; using newest cached version %s", reason, cached[0])
         return cached[0]
+    # The fix that fits: offline on purpose, or a server that could not be reached (whose
+    # usual advice, "use cached data with BFA_OFFLINE=1", does not fit: nothing is cached).
+    reason = reason.replace(f"; {Advice().unreachable}", "")
+    fix = (
+        OFFLINE_FIX
+        if layout.settings.offline
+        else "once the release server answers, run again to download it"
+    )
     raise NotCachedError(
-        f"{reason}, and no version of {layout.settings.repo} is cached in {layout.root} "
-        "(not cached); connect once (or unset BFA_OFFLINE) to download it",
+        f"{reason}, and no version of {layout.settings.repo} is cached in {layout.root}; {fix}",
         dataset=None,
         version="latest",
         cache_dir=str(layout.root),
@@ -242,7 +252,7 @@ def get_manifest(settings: Settings, version: str, release: Release | None = Non
     if settings.offline:
         raise NotCachedError(
             f"version {version} of {settings.repo} is not cached in {layout.root} and "
-            "BFA_OFFLINE=1; connect once (or unset BFA_OFFLINE) to download it",
+            f"BFA_OFFLINE=1; {OFFLINE_FIX}",
             dataset=None,
             version=version,
             cache_dir=str(layout.root),

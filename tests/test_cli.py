@@ -53,7 +53,7 @@ def test_datasets_command():
         (["versions"], {"BFA_REPO": "not-a-repo"}, "BFA_REPO='not-a-repo'"),
         (["versions"], {"BFA_REPO": "ghost/repo"}, "not found"),
         (["versions"], {"BFA_OFFLINE": "perhaps"}, "BFA_OFFLINE"),
-        (["fetch", "symbols", "--offline"], {}, "not cached"),
+        (["fetch", "symbols", "--offline"], {}, "no version of"),
     ],
 )
 def test_errors_are_one_line_with_nonzero_exit(published, args, env, fragment):

@@ -213,3 +213,24 @@ def test_nullable_integers_have_one_dtype_in_read_query_and_sql(published):
     assert str(read.status_code.dtype) == "int32"  # no nulls: a plain integer, as DuckDB's
     big = pa.table({"n": pa.array([2**62 + 1, None], pa.int64())})
     assert intake_bfa.datasets.arrow_to_pandas(big).n[0] == 2**62 + 1  # never via float64
+
+
+@pytest.mark.parametrize(
+    ("call", "module", "extra"),
+    [("to_polars", "polars", "polars"), ("to_dask", "dask.dataframe", "dask")],
+)
+def test_a_missing_extra_is_named_in_python_and_the_cli(
+    published, monkeypatch, call, module, extra
+):
+    """A README install has no polars or dask: say which extra brings them."""
+    from intake_bfa.errors import MissingDependencyError
+
+    monkeypatch.setitem(__import__("sys").modules, module, None)
+    cat = intake_bfa.open_catalog()
+    with pytest.raises(
+        MissingDependencyError, match=rf"pip install 'intake-bfa\[{extra}\]'"
+    ) as err:
+        getattr(cat.daily_availability, call)()
+    assert isinstance(err.value, ImportError) and err.value.extra == extra
+    with pytest.raises(MissingDependencyError, match=module.split(".")[0]):
+        getattr(intake_bfa.datasets, call)("symbols")

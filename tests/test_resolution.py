@@ -95,3 +95,22 @@ def test_a_replaced_manifest_is_parsed_again(published, cache_dir):
 def test_bfa_url_benchmark_script_runs():
     stdout = run_benchmark("bench_bfa_url.py")
     assert "| symbols |" in stdout and "network requests during warm reads: 0" in stdout
+
+
+def test_offline_hints_fit_the_situation(tmp_path, monkeypatch):
+    """Nothing cached: offline on purpose says to unset it; a dead server never says to set it."""
+    from intake_bfa.config import get_settings
+    from intake_bfa.errors import NotCachedError
+    from intake_bfa.resolve import resolve_version
+
+    monkeypatch.setenv("BFA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BFA_API_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("BFA_RETRIES", "1")
+    with pytest.raises(NotCachedError) as err:
+        resolve_version("latest", settings=get_settings())
+    text = str(err.value)
+    assert "BFA_OFFLINE" not in text and "run again" in text, text
+    with pytest.raises(NotCachedError) as err:
+        resolve_version("latest", settings=get_settings(offline=True))
+    text = str(err.value)
+    assert "unset BFA_OFFLINE" in text and "set BFA_OFFLINE=1" not in text, text

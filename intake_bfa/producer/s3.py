@@ -41,7 +41,8 @@ from urllib.parse import quote, urlsplit
 
 from intake_bfa import __version__
 from intake_bfa.config import Settings, get_settings
-from intake_bfa.errors import ConfigError, DownloadError, MissingDependencyError, RateLimitError
+from intake_bfa.errors import ConfigError, DownloadError, RateLimitError
+from intake_bfa.extras import require
 from intake_bfa.http import RETRY_STATUSES, open_url, read_body, safe_url, with_retries
 
 log = logging.getLogger(__name__)
@@ -141,20 +142,11 @@ class Listing:
 
 def _botocore() -> Any:
     """The ``botocore`` package, or :class:`MissingDependencyError` naming the extra."""
-    try:
-        import botocore
-        import botocore.config
-        import botocore.exceptions
-        import botocore.handlers
-        import botocore.parsers
-        import botocore.session
-    except ImportError as err:
-        raise MissingDependencyError(
-            "listing Binance Vision (bfa collect) needs botocore, which is not installed; "
-            "install it with pip install 'intake-bfa[producer]'",
-            package="botocore",
-            extra="producer",
-        ) from err
+    (botocore, *_) = require(
+        "botocore", "botocore.config", "botocore.exceptions", "botocore.handlers",
+        "botocore.parsers", "botocore.session",
+        extra="producer", feature="listing Binance Vision (bfa collect)",
+    )  # fmt: skip
     return botocore
 
 

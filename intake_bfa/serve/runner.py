@@ -8,7 +8,8 @@ import socket
 import threading
 from collections.abc import Callable
 
-from intake_bfa.errors import ConfigError, MissingDependencyError
+from intake_bfa.errors import ConfigError
+from intake_bfa.extras import require
 from intake_bfa.serve.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -44,21 +45,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def require_server() -> None:
     """Raise :class:`MissingDependencyError` unless FastAPI and uvicorn are installed."""
-    import importlib
-
-    missing = []
-    for name in ("fastapi", "uvicorn"):
-        try:
-            importlib.import_module(name)  # needed to serve anyway: not wasted
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise MissingDependencyError(
-            f"bfa serve needs {' and '.join(missing)}, which are not installed; install "
-            "them with pip install 'intake-bfa[serve]'",
-            package=missing[0],
-            extra="serve",
-        )
+    require("fastapi", "uvicorn", extra="serve", feature="bfa serve")
 
 
 def serve(

@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from intake_bfa.config import Settings
-from intake_bfa.errors import ConfigError, IntegrityError, MirrorError, MissingDependencyError
+from intake_bfa.errors import ConfigError, IntegrityError, MirrorError
+from intake_bfa.extras import require
 from intake_bfa.http import safe_url
 
 log = logging.getLogger(__name__)
@@ -237,15 +238,7 @@ class MirrorStore:
         storage_options: dict[str, Any] | None = None,
         base_part_size: int = PART_SIZE,
     ) -> None:
-        try:
-            import s3fs
-        except ImportError:
-            raise MissingDependencyError(
-                "bfa mirror needs s3fs, which is not installed; install it with "
-                "pip install 'intake-bfa[mirror]'",
-                package="s3fs",
-                extra="mirror",
-            ) from None
+        (s3fs,) = require("s3fs", extra="mirror", feature="bfa mirror")
         self.target, self.acl, self.base_part_size = target, acl, base_part_size
         options: dict[str, Any] = {
             "endpoint_url": target.endpoint_url,

@@ -27,18 +27,10 @@ USERS_COLOR = "#264653"
 
 
 def require_matplotlib() -> None:
-    """Raise :class:`~intake_bfa.plots.MissingDependencyError` if matplotlib is missing."""
-    from intake_bfa.plots import MissingDependencyError
+    """Raise :class:`~intake_bfa.errors.MissingDependencyError` if matplotlib is missing."""
+    from intake_bfa.extras import require
 
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            "bfa stats --plot needs matplotlib, which is not installed; install it with "
-            "pip install 'intake-bfa[plot]'",
-            package="matplotlib",
-            extra="plot",
-        ) from None
+    require("matplotlib", extra="plot", feature="bfa stats --plot")
 
 
 def image_format(path: str | os.PathLike[str]) -> str:
