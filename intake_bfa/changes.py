@@ -56,10 +56,10 @@ ROW_CHANGES: dict[str, tuple[str, str]] = {
 
 _JOINED = "read_parquet($old) o JOIN read_parquet($new) n USING (date, symbol)"
 
-_SUMMARY_SQL = f"""
-SELECT {", ".join(f"count(*) FILTER (WHERE {cond}) AS {kind}" for kind, (_, cond) in ROW_CHANGES.items())}
-FROM {_JOINED}
-"""
+_COUNTS = ", ".join(
+    f"count(*) FILTER (WHERE {cond}) AS {kind}" for kind, (_, cond) in ROW_CHANGES.items()
+)
+_SUMMARY_SQL = f"SELECT {_COUNTS} FROM {_JOINED}"
 
 _EXAMPLES_SQL = """
 SELECT date, symbol,

@@ -27,8 +27,9 @@ Storage options (``repo``, ``api_url``, ``cache_dir``, ``token``, ``offline``, `
 Every file opened here is the verified local file of :func:`intake_bfa.datasets.local_path`:
 downloaded once, checked against the manifest's sha256 and moved into the package cache
 atomically. (Only ``cat_file`` of a *slice* of a Parquet asset not downloaded yet, as
-``intake.datatypes.recommend`` asks for, is one range request checked by size and ETag.) After the first read nothing touches the network (``info``, ``exists``, ``ls``
-included) until "latest" is older than ``BFA_TTL``. Byte ranges (``cat_file``,
+``intake.datatypes.recommend`` asks for, is one range request checked by size and ETag.)
+After the first read nothing touches the network (``info``, ``exists``, ``ls`` included)
+until "latest" is older than ``BFA_TTL``. Byte ranges (``cat_file``,
 ``cat_ranges``, ``read_block``, negative and open-ended) mean exactly what they mean on
 fsspec's LocalFileSystem (``tests/test_fs_conformance.py`` checks each against it).
 
@@ -43,8 +44,9 @@ Canonical paths and ``simplecache::bfa://``
 On a filesystem instance every dataset path is canonicalised to
 ``OWNER/REPO/DATASET@VERSION`` with "latest" already resolved (``fs._strip_protocol``,
 which fsspec and simplecache call before anything else); glob patterns and paths that
-name no dataset only lose the protocol, and the operation on them says what is wrong. simplecache names its cache file after the hash of that stripped
-path, so its key is the pinned version: when "latest" moves (after ``BFA_TTL``),
+name no dataset only lose the protocol, and the operation on them says what is wrong.
+simplecache names its cache file after the hash of that stripped path, so its key is the
+pinned version: when "latest" moves (after ``BFA_TTL``),
 ``simplecache::bfa://DATASET`` maps to a new key and serves the new version instead of a
 stale file, and two repositories never share a key. On a miss simplecache calls
 ``get_file(path, cache_file)``, which here writes a temporary file in the same folder,
