@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_catalog": "intake_bfa.catalog",
     "browse": "intake_bfa.browser",
-    "list_versions": "intake_bfa.releases",
+    "list_versions": "intake_bfa.resolve",
     "resolve_version": "intake_bfa.resolve",
     "local_path": "intake_bfa.datasets",
     "read": "intake_bfa.datasets",
@@ -40,8 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from intake_bfa.catalog import open_catalog
     from intake_bfa.config import get_settings
     from intake_bfa.datasets import connect, local_path, read, to_arrow, to_duckdb
-    from intake_bfa.releases import list_versions
-    from intake_bfa.resolve import resolve_version
+    from intake_bfa.resolve import list_versions, resolve_version
     from intake_bfa.schema import DATASETS
 
 __all__ = sorted([*_LAZY, "__version__"])

@@ -14,7 +14,7 @@ from intake_bfa.config import get_settings
 from intake_bfa.display.html import CSS, esc, safe_render, wrap
 from intake_bfa.display.notebook import catalog_html, catalog_text, reader_html
 from intake_bfa.display.tables import cache_status_html, versions_html
-from intake_bfa.releases import list_versions
+from intake_bfa.resolve import list_versions
 
 
 class Browser:

@@ -198,13 +198,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_catalog(path: str | os.PathLike | None = None):
+def open_catalog(path: str | os.PathLike | None = None, *, source: str | os.PathLike | None = None):
     """Open an intake-bfa catalog (the packaged one by default).
 
     Parameters
     ----------
     path
         A catalog YAML file; None opens the catalog shipped in the package.
+    source
+        A local release folder every dataset of the catalog reads instead of a release
+        server (what ``bfa build`` or ``bfa demo`` writes); None leaves it to the catalog
+        and ``BFA_SOURCE``.
 
     Returns
     -------
@@ -245,6 +249,14 @@ def open_catalog(path: str | os.PathLike | None = None):
         problem = getattr(err, "problem", None) or str(err)
         raise CatalogError(f"{where}: invalid YAML{at}: {problem}", path=where) from None
     _validate(doc, where)
+    if source is not None:
+        from intake_bfa.config import check_source
+
+        folder = str(check_source(source))
+        for data in doc["data"].values():
+            kwargs = data.get("kwargs") if isinstance(data, dict) else None
+            if isinstance(kwargs, dict) and "dataset" in kwargs:
+                kwargs["source"] = folder
     try:
         cat = Catalog.from_dict(doc)
     except (KeyError, TypeError, ValueError) as err:

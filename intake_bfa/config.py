@@ -22,6 +22,10 @@ DEFAULT_REPO = "terrylica/binance-futures-availability"
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Total seconds resolving "latest" may take before the cached version is served (or the
+#: call fails): a silent API must not hold a notebook for minutes.
+DEFAULT_RESOLVE_TIMEOUT = 15.0
 DEFAULT_RETRIES = 5
 DEFAULT_RETRY_TIME = 300.0
 DEFAULT_RETRY_BACKOFF = 0.5
@@ -52,7 +56,12 @@ class Settings:
     ttl
         Seconds before "latest" is resolved again (``BFA_TTL``).
     timeout
-        Connect and per-read timeout in seconds (``BFA_TIMEOUT``).
+        Per-read timeout in seconds (``BFA_TIMEOUT``): how long a download may stall.
+    connect_timeout
+        Seconds to establish a connection (``BFA_CONNECT_TIMEOUT``).
+    resolve_timeout
+        Total seconds resolving ``"latest"`` may take, retries included
+        (``BFA_RESOLVE_TIMEOUT``); past it the cached version is served, or the call fails.
     retries
         Attempts per request, first one included (``BFA_RETRIES``).
     retry_time
@@ -62,6 +71,9 @@ class Settings:
     mirrors
         URL templates tried after the release asset (``BFA_MIRRORS``), e.g.
         ``https://cdn.example.com/bfa/{version}/{asset}``.
+    source
+        A local release folder read instead of the release server (``BFA_SOURCE``); see
+        :mod:`intake_bfa.local_source`. ``None`` reads GitHub releases of ``repo``.
     """
 
     repo: str
@@ -71,10 +83,13 @@ class Settings:
     offline: bool = False
     ttl: float = DEFAULT_TTL
     timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    resolve_timeout: float = DEFAULT_RESOLVE_TIMEOUT
     retries: int = DEFAULT_RETRIES
     retry_time: float = DEFAULT_RETRY_TIME
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     mirrors: tuple[str, ...] = ()
+    source: Path | None = None
 
     @property
     def owner(self) -> str:
@@ -216,6 +231,9 @@ ENV_VARS = (
     "BFA_RETRY_TIME",
     "BFA_RETRY_BACKOFF",
     "BFA_MIRRORS",
+    "BFA_SOURCE",
+    "BFA_CONNECT_TIMEOUT",
+    "BFA_RESOLVE_TIMEOUT",
     "XDG_CACHE_HOME",
     "HOME",
     "LOCALAPPDATA",
@@ -248,6 +266,7 @@ def get_settings(
     ttl: float | str | None = None,
     timeout: float | str | None = None,
     mirrors: Sequence[str] | str | None = None,
+    source: str | os.PathLike | None = None,
 ) -> Settings:
     """Resolve the configuration for one call.
 
@@ -269,9 +288,14 @@ def get_settings(
     ttl
         Seconds (or ``24h``) before "latest" is re-resolved; else ``BFA_TTL``; else 24 h.
     timeout
-        Connect and per-read timeout; else ``BFA_TIMEOUT``; else 30 s.
+        Per-read timeout; else ``BFA_TIMEOUT``; else 30 s. The connect timeout
+        (``BFA_CONNECT_TIMEOUT``, 10 s) and resolution's budget (``BFA_RESOLVE_TIMEOUT``,
+        15 s) come from the environment alone.
     mirrors
         Mirror URL templates; else ``BFA_MIRRORS`` (space or comma separated); else none.
+    source
+        A local release folder to read instead of the release server; else ``BFA_SOURCE``;
+        else none (GitHub releases of ``repo``).
 
     Returns
     -------
@@ -293,21 +317,28 @@ def get_settings(
         ttl,
         timeout,
         mirrors,
+        None if source is None else os.fspath(source),
         _environment(),
     )
     try:
         hit = _settings_memo.get(key)
     except TypeError:  # an unhashable argument: validate without the memo
-        return _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors)
+        return _build_settings(
+            repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors, source
+        )
     if hit is None:
-        hit = _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors)
+        hit = _build_settings(
+            repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors, source
+        )
         if len(_settings_memo) >= _SETTINGS_MEMO_SIZE:
             _settings_memo.clear()
         _settings_memo[key] = hit
     return hit
 
 
-def _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors) -> Settings:
+def _build_settings(
+    repo, api_url, cache_dir, token, offline, ttl, timeout, mirrors, source
+) -> Settings:
     env = os.environ
     if repo is not None:
         repo = check_repo(repo)
@@ -351,6 +382,15 @@ def _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirr
         timeout_s = DEFAULT_TIMEOUT
     if timeout_s <= 0:
         raise ConfigError("timeout must be positive", variable="BFA_TIMEOUT", value=timeout)
+    connect_s = _positive_duration("BFA_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
+    resolve_s = _positive_duration("BFA_RESOLVE_TIMEOUT", DEFAULT_RESOLVE_TIMEOUT)
+
+    if source is not None:
+        source_path = check_source(source, "source")
+    elif env.get("BFA_SOURCE"):
+        source_path = check_source(env["BFA_SOURCE"], "BFA_SOURCE")
+    else:
+        source_path = None
 
     raw_retries = env.get("BFA_RETRIES", "")
     if raw_retries:
@@ -380,6 +420,8 @@ def _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirr
         offline=bool(offline),
         ttl=ttl_s,
         timeout=timeout_s,
+        connect_timeout=connect_s,
+        resolve_timeout=resolve_s,
         retries=retries,
         retry_time=retry_time,
         retry_backoff=backoff,
@@ -387,4 +429,39 @@ def _build_settings(repo, api_url, cache_dir, token, offline, ttl, timeout, mirr
             mirrors if mirrors is not None else env.get("BFA_MIRRORS", ""),
             "mirrors" if mirrors is not None else "BFA_MIRRORS",
         ),
+        source=source_path,
     )
+
+
+def _positive_duration(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    seconds = parse_duration(name, raw) if raw else default
+    if seconds <= 0:
+        raise ConfigError(f"{name}={raw!r} must be positive", variable=name, value=raw)
+    return seconds
+
+
+def check_source(path: str | os.PathLike, source: str = "source") -> Path:
+    """Validate a release folder (``BFA_SOURCE``): an existing folder, made absolute.
+
+    Its content is read when a version is resolved (:mod:`intake_bfa.local_source`).
+    """
+    try:
+        folder = Path(path).expanduser()
+    except TypeError:
+        folder = None
+    if folder is None or not str(path).strip():
+        raise ConfigError(
+            f"{source}={path!r} is not a folder path; point it at a release folder "
+            "(what `bfa build` or `bfa demo` writes)",
+            variable=source,
+            value=path,
+        )
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{source}={os.fspath(path)!r}: no such folder; point it at a release folder "
+            "(what `bfa build` or `bfa demo` writes), or unset it to read GitHub releases",
+            variable=source,
+            value=os.fspath(path),
+        )
+    return folder.resolve()

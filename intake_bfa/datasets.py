@@ -22,6 +22,7 @@ from intake_bfa.quality import check_files, log_anomalies
 from intake_bfa.releases import missing_dataset_note
 from intake_bfa.resolve import OFFLINE_FIX, pin
 from intake_bfa.schema import DatasetSpec, get_spec
+from intake_bfa.symbols import cached_symbols, parquet_symbols
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def ensure_local(
         record_access(layout, hit=True)
         return final
     record_access(layout, hit=False)
-    if settings.offline and not entry.derived_from:
+    # A release folder (BFA_SOURCE) is local: reading it is not network use.
+    if settings.offline and settings.source is None and not entry.derived_from:
         raise NotCachedError(
             f"{name} {manifest.version} is not cached in {layout.root} and BFA_OFFLINE=1; "
             f"{OFFLINE_FIX}",
@@ -98,7 +100,7 @@ def ensure_local(
             from intake_bfa.derive import derive
 
             source = ensure_local(settings, manifest, entry.derived_from, callback=callback)
-            derive(name, source, final)
+            derive(name, source, final, cache_dir=layout.root)
             if name == "daily_availability":  # once per version: the file is derived once
                 _warn_anomalies(layout, manifest, final)
             return final
@@ -123,15 +125,30 @@ def _warn_anomalies(layout: CacheLayout, manifest: Manifest, daily: Path) -> Non
 
 
 def _download_entry(settings, manifest, layout, entry, final: Path, callback: Any) -> Path:
-    from intake_bfa.fetch import asset_urls, decompress, download
+    from intake_bfa.fetch import asset_urls, copy_verified, decompress, download
 
-    urls = asset_urls(settings, manifest, entry.asset, entry.urls)
     asset_path = layout.file_path(manifest.version, entry.asset)
     try:
-        download(
-            urls, asset_path, settings, size=entry.size, sha256=entry.sha256, callback=callback
-        )
+        if settings.source is not None:
+            from intake_bfa.local_source import asset_file
+
+            src = asset_file(settings, manifest, entry.asset)
+            copy_verified(
+                src,
+                asset_path,
+                size=entry.size,
+                sha256=entry.sha256,
+                callback=callback,
+                cache_dir=layout.root,
+            )
+        else:
+            urls = asset_urls(settings, manifest, entry.asset, entry.urls)
+            download(
+                urls, asset_path, settings, size=entry.size, sha256=entry.sha256, callback=callback
+            )
     except IntegrityError as err:
+        if settings.source is not None:
+            raise
         if manifest.layout == "rolling":
             raise IntegrityError(
                 f"{entry.asset} of {settings.repo} changed since version {manifest.version} was "
@@ -141,7 +158,7 @@ def _download_entry(settings, manifest, layout, entry, final: Path, callback: An
             ) from err
         raise
     if entry.compression:
-        decompress(asset_path, final, entry.compression, callback=callback)
+        decompress(asset_path, final, entry.compression, callback=callback, cache_dir=layout.root)
         # The verified, decompressed file (with its own sidecar) is what we read.
         asset_path.unlink(missing_ok=True)
         sidecar_path(asset_path).unlink(missing_ok=True)
@@ -160,14 +177,32 @@ def _columns_error(path: Path, columns: Sequence[str], dataset: str) -> QueryErr
     )
 
 
-def _table_path(dataset: str, version: str, settings: Settings | None) -> tuple[DatasetSpec, Path]:
+def _table_path(
+    dataset: str, version: str, settings: Settings | None
+) -> tuple[DatasetSpec, Path, str]:
+    """The dataset's spec, its verified local file and the concrete version it is."""
     spec = get_spec(dataset)
     if spec.kind != "table":
         raise QueryError(
             f"{dataset} is a database, not a table; open it with connect() / to_duckdb()",
             dataset=dataset,
         )
-    return spec, local_path(dataset, version, settings=settings)
+    settings = settings or get_settings()
+    manifest = pin(version, settings)
+    return spec, ensure_local(settings, manifest, dataset), manifest.version
+
+
+def _plan(spec: DatasetSpec, path: Path, version: str, start, end, symbols, con=None) -> list:
+    """:func:`plan_filters` with the symbols checked against those of the local file
+    (listed by DuckDB on ``con`` if given, else by pyarrow)."""
+    return plan_filters(
+        spec,
+        start,
+        end,
+        symbols,
+        known_symbols=lambda: parquet_symbols(path, con=con),
+        version=version,
+    )
 
 
 def read(
@@ -193,13 +228,20 @@ def read(
     start, end
         Inclusive date bounds (tables with a ``date`` column).
     symbols
-        One symbol or a list of symbols.
+        One symbol or a list of symbols, matched to the file's symbols ignoring case
+        when that is unambiguous (``"btcusdt"`` reads ``BTCUSDT``).
     settings
         Configuration; default :func:`intake_bfa.config.get_settings`.
 
     Returns
     -------
     pandas.DataFrame
+
+    Raises
+    ------
+    QueryError
+        Bad dates or columns, and symbols the version does not have (with suggestions;
+        see :func:`intake_bfa.symbols.match_symbols`).
     """
     return arrow_to_pandas(
         to_arrow(
@@ -252,8 +294,37 @@ def to_arrow(
     settings: Settings | None = None,
 ):
     """Like :func:`read`, returning a ``pyarrow.Table``."""
-    spec, path = _table_path(dataset, version, settings)
+    spec, path, pinned = _table_path(dataset, version, settings)
+    if not _may_check_after(spec, path, columns, symbols):
+        return _read_arrow(path, columns, _plan(spec, path, pinned, start, end, symbols), dataset)
     filters = plan_filters(spec, start, end, symbols)
+    table = _read_arrow(path, columns, filters, dataset)
+    if _has_every_symbol(table, filters):
+        return table
+    # Another case, an unknown symbol, or no row in the window: check, read again if needed.
+    checked = _plan(spec, path, pinned, start, end, symbols)
+    return table if checked == filters else _read_arrow(path, columns, checked, dataset)
+
+
+def _may_check_after(spec: DatasetSpec, path: Path, columns, symbols) -> bool:
+    """True when the symbols can be checked by what the read returns.
+
+    Until a file's symbols are listed (about one read's cost, once per file and process),
+    symbols spelled as in the file need no check when they all show up in the result.
+    Binance's symbols are upper case: one that is not is checked first, sparing a read
+    that would find nothing.
+    """
+    if symbols is None or not spec.has_symbol or (columns and "symbol" not in columns):
+        return False
+    if not isinstance(symbols, (str, list, tuple)):  # e.g. an iterator: planned once only
+        return False
+    names = [symbols] if isinstance(symbols, str) else symbols
+    return all(isinstance(s, str) and s == s.upper() for s in names) and (
+        cached_symbols(path) is None
+    )
+
+
+def _read_arrow(path: Path, columns: Sequence[str] | None, filters: list, dataset: str):
     import pyarrow.parquet as pq
 
     try:
@@ -262,6 +333,14 @@ def to_arrow(
         if columns:
             raise _columns_error(path, columns, dataset) from err
         raise
+
+
+def _has_every_symbol(table: Any, filters: list) -> bool:
+    """True when ``table`` has a row of every symbol its ``symbol`` filter asked for."""
+    import pyarrow.compute as pc
+
+    wanted = {v for column, op, value in filters if column == "symbol" for v in value}
+    return wanted <= set(pc.unique(table.column("symbol")).to_pylist())
 
 
 def to_duckdb(
@@ -283,12 +362,19 @@ def to_duckdb(
     (:func:`intake_bfa.remote.relation.remote_relation`; the connection's byte counters are in
     :func:`intake_bfa.remote.relation.filesystem_of`).
 
+    Symbols are checked as by :func:`read`, except with ``remote=True``: listing a remote
+    file's symbols would read its whole ``symbol`` column, so there they are filtered as
+    given (exact spelling; an unknown symbol gives no rows).
+
     Returns
     -------
     duckdb.DuckDBPyRelation or duckdb.DuckDBPyConnection
         A relation for tables; for ``availability_db`` a read-only connection.
     """
-    if remote:
+    settings = settings or get_settings()
+    if remote and settings.source is not None:
+        log.info("release folder %s is local: reading it without remote=True", settings.source)
+    elif remote:
         from intake_bfa.remote.relation import remote_relation
 
         return remote_relation(
@@ -300,11 +386,11 @@ def to_duckdb(
         if columns or start or end or symbols:
             raise QueryError("availability_db is a whole database; query it with SQL instead")
         return connect(version, settings=settings)
-    spec, path = _table_path(dataset, version, settings)
-    filters = plan_filters(spec, start, end, symbols)
+    spec, path, pinned = _table_path(dataset, version, settings)
     import duckdb
 
     con = con or duckdb.connect()
+    filters = _plan(spec, path, pinned, start, end, symbols, con)
     sql, params = select_sql(columns, filters)
     params = [str(path), *params]
     try:
@@ -336,9 +422,9 @@ def to_polars(
     """A ``polars.LazyFrame`` over the cached file; filters are pushed into the scan."""
     (pl,) = require("polars", extra="polars", feature="to_polars()")
 
-    spec, path = _table_path(dataset, version, settings)
+    spec, path, pinned = _table_path(dataset, version, settings)
     lazy = pl.scan_parquet(path)
-    for column, op, value in plan_filters(spec, start, end, symbols):
+    for column, op, value in _plan(spec, path, pinned, start, end, symbols):
         col = pl.col(column)
         lazy = lazy.filter(
             col.is_in(value) if op == "in" else (col >= value if op == ">=" else col <= value)
@@ -369,8 +455,8 @@ def to_dask(
     (dd,) = require("dask.dataframe", extra="dask", feature="to_dask()")
     import pyarrow.parquet as pq
 
-    spec, path = _table_path(dataset, version, settings)
-    filters = plan_filters(spec, start, end, symbols)
+    spec, path, pinned = _table_path(dataset, version, settings)
+    filters = _plan(spec, path, pinned, start, end, symbols)
     meta = pq.read_metadata(path)
     per_group = meta.num_rows / max(meta.num_row_groups, 1)
     groups = max(1, round(partition_rows / max(per_group, 1.0)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from intake_bfa.cache.layout import cache_writes
 from intake_bfa.parquet_layout import TILED_ORDER, write_table
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,24 @@ def write_parquet(relation, dest: Path, *, sidecar: bool = False) -> Path:
     return dest
 
 
-def derive(name: str, database: Path, dest: Path) -> Path:
-    """Compute dataset ``name`` from the DuckDB file ``database`` into ``dest`` (Parquet)."""
+def derive(name: str, database: Path, dest: Path, *, cache_dir: Path | None = None) -> Path:
+    """Compute dataset ``name`` from the DuckDB file ``database`` into ``dest`` (Parquet).
+
+    Raises
+    ------
+    CacheError
+        ``dest`` cannot be written (``cache_dir``, default ``dest``'s folder, is named in
+        the message); no file is left behind.
+    """
     import duckdb
 
     log.info("deriving %s from %s", name, database.name)
     con = duckdb.connect(str(database), read_only=True)
     try:
-        return write_parquet(con.sql(DERIVED_SQL[name]), dest, sidecar=True)
+        table = con.sql(DERIVED_SQL[name]).to_arrow_table()
     finally:
         con.close()
+    # Only the write is wrapped: DuckDB's own errors are not the cache folder's.
+    with cache_writes(cache_dir or dest.parent, dest):
+        write_table(table, dest, sidecar=True)
+    return dest

@@ -98,6 +98,26 @@ class NotCachedError(BfaError, FileNotFoundError):
     """The data is not in the local cache and cannot be downloaded (offline)."""
 
 
+class CacheError(BfaError, OSError):
+    """The cache folder cannot be written: read-only, full, not a folder, a file-size limit.
+
+    Also an ``OSError`` carrying the cause's ``errno``, ``strerror`` and ``filename``, so
+    code that catches ``OSError`` or checks ``err.errno == errno.ENOSPC`` keeps working.
+    The message names the folder, the cause and the fix (``BFA_CACHE_DIR``, the space
+    needed). Attributes: ``path`` (what could not be written), ``cache_dir``, ``kind``
+    (``"read_only"``, ``"no_space"``, ``"file_too_big"``, ``"not_a_folder"`` or
+    ``"other"``) and, for ``"no_space"``, ``need`` and ``free`` in bytes (None if unknown).
+    """
+
+
+class OutputError(BfaError, OSError):
+    """A file the user asked for (``--output FILE``) cannot be written; nothing was left.
+
+    Like :class:`CacheError` it carries ``errno``, ``strerror``, ``filename``, ``path`` and
+    ``kind``; the fix is another ``--output`` (or making its folder writable).
+    """
+
+
 class QueryError(BfaError, ValueError):
     """A read or query asked for columns, filters or values that do not exist."""
 

@@ -9,7 +9,9 @@ failing, verifies size and sha256, writes the hash sidecar, fsyncs, and only the
 ``os.replace``-s the file into place. A file under its final name is therefore
 always complete and verified; a kill at any moment leaves at most a ``.part``
 that the next call resumes. :func:`decompress` does the same for local
-decompression.
+decompression. A cache that cannot be written (read-only, full, a file-size limit)
+raises :class:`~intake_bfa.errors.CacheError` at once: it is neither retried nor
+taken for a bad mirror, and it leaves at most that resumable ``.part``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer, write_sidecar
+from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer, cache_writes, write_sidecar
 from intake_bfa.config import Settings
 from intake_bfa.errors import DownloadError, IntegrityError
 from intake_bfa.http import open_url, parse_content_range, safe_url, with_retries
@@ -142,15 +145,25 @@ def download(
         Every URL delivered wrong bytes (nothing is left in the cache).
     DownloadError
         Every URL failed; the last error is raised.
+    CacheError
+        The cache cannot be written; raised at once (another URL or a retry cannot cure a
+        full or read-only disk), leaving at most the resumable ``.part``.
     """
     if dest.exists():
         return dest
     callback = callback or _NoCallback()
     errors: list[Exception] = []
+
+    def attempt(url: str) -> Path:
+        # Network failures are DownloadErrors by now (open_url, the read loop): an OSError
+        # left is the cache's own (a write, a rename, the .part), and passes no retry.
+        with cache_writes(settings.cache_dir, part_path(dest), size=size):
+            return _attempt(url, dest, settings, size, sha256, callback)
+
     for url in urls:
         try:
             return with_retries(
-                lambda url=url: _attempt(url, dest, settings, size, sha256, callback),
+                lambda url=url: attempt(url),
                 settings,
                 what=f"download of {dest.name} from {safe_url(url)}",
             )
@@ -312,8 +325,28 @@ def _finish(
     return dest
 
 
-def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None) -> Path:
-    """Decompress a verified ``src`` into ``dest`` atomically (no-op if ``dest`` exists)."""
+class _Unreadable(Exception):
+    """The compressed source failed to read (damaged): kept apart from failed writes."""
+
+
+def decompress(
+    src: Path,
+    dest: Path,
+    compression: str,
+    *,
+    callback: Any = None,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Decompress a verified ``src`` into ``dest`` atomically (no-op if ``dest`` exists).
+
+    Raises
+    ------
+    IntegrityError
+        ``src`` is damaged; it is removed so that the next read downloads it again.
+    CacheError
+        ``dest`` cannot be written (``cache_dir``, default ``dest``'s folder, is named in
+        the message); ``src`` is kept.
+    """
     if dest.exists():
         return dest
     callback = callback or _NoCallback()
@@ -324,17 +357,25 @@ def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None)
     def write(fh) -> None:
         nonlocal written
         with open(src, "rb") as raw:
+            damaged: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
             if compression == "gzip":
                 reader: Any = gzip.GzipFile(fileobj=raw)
             elif compression == "zstd":
                 import zstandard  # optional: only producers that choose zstd need it
 
                 reader = zstandard.ZstdDecompressor().stream_reader(raw)
+                damaged = (*damaged, zstandard.ZstdError)
             else:
                 raise ValueError(f"unsupported compression {compression!r}")
             last = 0
             with reader:
-                for chunk in iter(lambda: reader.read(CHUNK * 4), b""):
+                while True:
+                    try:
+                        chunk = reader.read(CHUNK * 4)
+                    except damaged as err:
+                        raise _Unreadable(err) from err
+                    if not chunk:
+                        break
                     fh.write(chunk)
                     digest.update(chunk)
                     written += len(chunk)
@@ -344,12 +385,14 @@ def decompress(src: Path, dest: Path, compression: str, *, callback: Any = None)
         write_sidecar(dest, digest.hexdigest(), written)
 
     try:
-        atomic_writer(dest, write)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        # Reading errors are _Unreadable by now: an OSError left is a failed write.
+        with cache_writes(cache_dir or dest.parent, dest):
+            atomic_writer(dest, write)
+    except _Unreadable as err:
         src.unlink(missing_ok=True)
         raise IntegrityError(
-            f"cannot decompress {src.name}: {err}; the cached copy is removed, retry to "
-            "download it again",
+            f"cannot decompress {src.name}: {err.__cause__}; the cached copy is removed, "
+            "retry to download it again",
             path=str(src),
         ) from None
     return dest
@@ -373,3 +416,74 @@ def asset_urls(settings: Settings, manifest: Manifest, asset: str, mirrors: list
     }
     # Every URL gets the same sha256 check; the token only ever goes to the API origin.
     return urls + list(mirrors) + [t.format(**fields) for t in settings.mirrors]
+
+
+def copy_verified(
+    src: Path,
+    dest: Path,
+    *,
+    size: int | None,
+    sha256: str | None,
+    callback: Any = None,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Copy a release folder's file into the cache, verified like a download.
+
+    The bytes are hashed as they are copied into a temporary file beside ``dest``, which
+    replaces ``dest`` only when size and sha256 match what the manifest publishes (no-op if
+    ``dest`` exists). Used for a release folder read as a source (``BFA_SOURCE``).
+
+    Raises
+    ------
+    IntegrityError
+        The file differs from its manifest, or cannot be read (nothing is cached).
+    CacheError
+        The cache folder cannot be written (read-only, full...).
+    """
+    if dest.exists():
+        return dest
+    callback = callback or _NoCallback()
+    callback.set_size(size)
+    digest = hashlib.sha256()
+    copied = 0
+
+    def read_chunks():
+        # Reading the release folder fails differently from writing the cache: its own error.
+        try:
+            with open(src, "rb") as raw:
+                yield from iter(lambda: raw.read(CHUNK * 4), b"")
+        except OSError as err:
+            raise IntegrityError(
+                f"cannot read {src}: {err.strerror or err}; check the release folder (a "
+                "removed disk?) or copy it again",
+                path=str(src),
+            ) from None
+
+    def write(fh) -> None:
+        nonlocal copied
+        for chunk in read_chunks():
+            fh.write(chunk)
+            digest.update(chunk)
+            copied += len(chunk)
+            callback.relative_update(len(chunk))
+        actual = digest.hexdigest()
+        if (size is not None and copied != size) or (sha256 is not None and actual != sha256):
+            what = "size" if size is not None and copied != size else "sha256"
+            raise IntegrityError(
+                f"{what} mismatch for {src}:\n"
+                f"  expected: {size if what == 'size' else sha256}\n"
+                f"  actual:   {copied if what == 'size' else actual}\n"
+                "nothing was cached. The release folder is damaged or was changed after its "
+                "manifest was written: rebuild it or copy it again",
+                path=str(src),
+                expected=size if what == "size" else sha256,
+                actual=copied if what == "size" else actual,
+            )
+        if sha256 is None:
+            log.warning("no sha256 published for %s; verified its size only", src.name)
+        write_sidecar(dest, actual, copied)
+
+    with cache_writes(cache_dir or dest.parent, dest, size=size):
+        atomic_writer(dest, write)
+    log.info("copied %s from release folder (%d bytes)", dest.name, copied)
+    return dest

@@ -2,18 +2,20 @@
 
 Every reader (local Parquet through pyarrow or DuckDB, remote Parquet through DuckDB) plans
 its ``start``/``end``/``symbols`` filters here, so they are validated once and mean the same
-everywhere. Values are always bound as parameters; identifiers, which cannot be, are quoted
-by :func:`quote_identifier`, so no text escapes into the SQL.
+everywhere; symbols are matched to their real spelling (:mod:`intake_bfa.symbols`) when the
+reader can list the symbols that exist. Values are always bound as parameters; identifiers,
+which cannot be, are quoted by :func:`quote_identifier`, so no text escapes into the SQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from intake_bfa.errors import QueryError
 from intake_bfa.schema import DatasetSpec
+from intake_bfa.symbols import match_symbols
 
 DateLike = str | dt.date | dt.datetime
 #: A planned filter: ``(column, op, value)``, op one of ``>=``, ``<=``, ``in``.
@@ -41,8 +43,37 @@ def plan_filters(
     start: DateLike | None,
     end: DateLike | None,
     symbols: str | Sequence[str] | None,
+    *,
+    known_symbols: Callable[[], Collection[str]] | None = None,
+    version: str | None = None,
 ) -> list[Filter]:
-    """Validate filters and express them as ``(column, op, value)`` triples."""
+    """Validate filters and express them as ``(column, op, value)`` triples.
+
+    Parameters
+    ----------
+    spec
+        The dataset being read.
+    start, end
+        Inclusive date bounds, or None.
+    symbols
+        One symbol or a list of symbols, or None.
+    known_symbols
+        Returns the symbols that exist in what is read; called only when ``symbols`` is
+        given and the dataset has a ``symbol`` column. Each symbol is then matched to its
+        real spelling (case-insensitively when unambiguous) and an unknown one raises.
+        None: symbols are filtered as given (a symbol that does not exist matches no row).
+    version
+        The version being read, named in the unknown-symbol error.
+
+    Returns
+    -------
+    list of Filter
+
+    Raises
+    ------
+    QueryError
+        Bad dates or symbols (see :func:`intake_bfa.symbols.match_symbols`).
+    """
     filters: list[Filter] = []
     if (start is not None or end is not None) and not spec.has_date:
         raise QueryError(
@@ -62,6 +93,8 @@ def plan_filters(
         names = [symbols] if isinstance(symbols, str) else list(symbols)
         if not names or not all(isinstance(s, str) and s for s in names):
             raise QueryError("symbols must be a symbol or a non-empty list of symbols")
+        if known_symbols is not None and spec.has_symbol:
+            names = match_symbols(names, known_symbols(), version=version, dataset=spec.name)
         filters.append(("symbol", "in", names))
     return filters
 

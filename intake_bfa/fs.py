@@ -503,7 +503,12 @@ class BfaFileSystem(AbstractFileSystem):
         """True for a plain Parquet asset that is not cached, while online."""
         entry = target.entry
         plain = bool(entry.asset) and not entry.compression and not entry.derived_from
-        return plain and not target.settings.offline and self._cached_file(target) is None
+        return (
+            plain
+            and not target.settings.offline
+            and target.settings.source is None  # a release folder is read locally
+            and self._cached_file(target) is None
+        )
 
     def cat(self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any):
         """Bytes of one path, or a dict for several (``get_mapper().getitems`` relies on it).

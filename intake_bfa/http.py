@@ -1,12 +1,14 @@
 """The project's one HTTP transport: every request, its token rule, its errors and retries.
 
 Built on the standard library on purpose: it imports in a millisecond, streams at
-loopback speed, honours ``HTTPS_PROXY``, and its ``timeout`` is a connect and
-per-read limit, never a total one (a 150 MB asset on a slow link must not be cut
-off). Redirects are followed by hand so that the token is attached only to
-requests for the configured API origin (or the origins a caller names, such as the
-producer's uploads origin) and never to a redirect target or mirror elsewhere. A request
-with a body (a JSON write, a streamed upload) is sent once and never redirected.
+loopback speed and honours ``HTTPS_PROXY``. A connection must be made within
+``BFA_CONNECT_TIMEOUT`` and each read answered within ``BFA_TIMEOUT``; there is no total
+limit (a 150 MB asset on a slow link must not be cut off) except for API calls given a
+``deadline`` (resolving "latest", within ``BFA_RESOLVE_TIMEOUT``). Redirects are followed
+by hand so that the token is attached only to requests for the configured API origin (or
+the origins a caller names, such as the producer's uploads origin) and never to a redirect
+target or mirror elsewhere. A request with a body (a JSON write, a streamed upload) is sent
+once and never redirected.
 
 Retries live here too, so every caller (resolution, downloads, remote reads, the producer's
 GitHub writes and S3 listing) shares one policy: 408/425/429/5xx, connection resets, cut-off
@@ -15,13 +17,15 @@ bodies, read timeouts and expired signed redirects are retried (each retry asks 
 unknown hosts are not. The wait honours ``Retry-After`` (seconds or an HTTP date, parsed by
 :func:`parse_retry_after` alone) and GitHub's ``X-RateLimit-Reset``; otherwise it is
 full-jitter exponential backoff. Attempts and the total waiting time are bounded
-(``BFA_RETRIES``, ``BFA_RETRY_TIME``).
+(``BFA_RETRIES``, ``BFA_RETRY_TIME``), and by the deadline when there is one.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import http.client
+import io
 import json
 import logging
 import os
@@ -56,7 +60,134 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+@dataclass(frozen=True)
+class _Timeouts:
+    """The limits of one request: connect and per-read seconds, and an optional deadline."""
+
+    connect: float
+    read: float
+    deadline: float | None = None  # absolute time.monotonic()
+
+    def cap(self, seconds: float) -> float:
+        """``seconds``, cut to the time left before the deadline; TimeoutError once it passed."""
+        if self.deadline is None:
+            return seconds
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            # The same error a socket raises: callers map it to a retryable DownloadError,
+            # and with_retries then reports the deadline.
+            raise TimeoutError("timed out")
+        return min(seconds, left)
+
+
+class _Request(urllib.request.Request):
+    """A request carrying its :class:`_Timeouts` to the handlers below."""
+
+    def __init__(self, url: str, *, method: str, timeouts: _Timeouts) -> None:
+        super().__init__(url, method=method)
+        self.timeouts = timeouts
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's byte stream whose every read waits no longer than the deadline allows.
+
+    Without it, a server trickling a byte just before each per-read timeout could hold an
+    API call past its deadline.
+    """
+
+    def __init__(self, sock: socket.socket, timeouts: _Timeouts) -> None:
+        super().__init__()
+        # Through makefile, so the descriptor outlives the connection object urllib closes.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._sock = sock
+        self._timeouts = timeouts
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._timeouts.cap(self._timeouts.read))
+        return self._raw.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What :class:`http.client.HTTPResponse` asks of its socket: ``makefile``, deadline-bound."""
+
+    def __init__(self, sock: socket.socket, timeouts: _Timeouts) -> None:
+        self._sock = sock
+        self._timeouts = timeouts
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._timeouts))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An HTTP response (status line and headers included) read under a deadline."""
+
+    def __init__(self, sock: socket.socket, *args: Any, timeouts: _Timeouts, **kwargs: Any):
+        super().__init__(_DeadlineSocket(sock, timeouts), *args, **kwargs)  # type: ignore[arg-type]
+
+
+class _TimedHTTPConnection(http.client.HTTPConnection):
+    """A connection made within the connect timeout whose reads then get the read timeout.
+
+    http.client has one ``timeout`` for both: a silent server would get the (long) read
+    timeout to accept, or a slow download the (short) connect timeout per read.
+    """
+
+    def __init__(self, host: str, *, timeouts: _Timeouts, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self._timeouts = timeouts
+        if timeouts.deadline is not None:  # downloads keep the plain, faster response
+            self.response_class = functools.partial(_DeadlineResponse, timeouts=timeouts)
+
+    def connect(self) -> None:
+        # For HTTPS the proxy tunnel and the TLS handshake count as connecting too.
+        self.timeout = self._timeouts.cap(self._timeouts.connect)
+        super().connect()
+        self.sock.settimeout(self._timeouts.cap(self._timeouts.read))
+
+
+class _TimedHTTPSConnection(_TimedHTTPConnection, http.client.HTTPSConnection):
+    """:class:`_TimedHTTPConnection` over TLS."""
+
+
+class _TimedHandlerMixin:
+    """Opens a :class:`_Request` with the timed connection class (others as usual)."""
+
+    connection: type[http.client.HTTPConnection]
+
+    def do_open(
+        self,
+        http_class: type[http.client.HTTPConnection],
+        req: urllib.request.Request,
+        **kwargs: Any,
+    ) -> http.client.HTTPResponse:
+        timeouts = getattr(req, "timeouts", None)
+        if timeouts is None:
+            return super().do_open(http_class, req, **kwargs)  # type: ignore[misc]
+        # Only the class is swapped: https_open's other arguments differ between Pythons.
+        return super().do_open(self.connection, req, timeouts=timeouts, **kwargs)  # type: ignore[misc]
+
+
+class _TimedHTTPHandler(_TimedHandlerMixin, urllib.request.HTTPHandler):
+    connection = _TimedHTTPConnection
+
+
+class _TimedHTTPSHandler(_TimedHandlerMixin, urllib.request.HTTPSHandler):
+    connection = _TimedHTTPSConnection
+
+
+# build_opener uses these in place of the default HTTP(S) handlers they subclass.
+_OPENER = urllib.request.build_opener(_NoRedirect, _TimedHTTPHandler, _TimedHTTPSHandler)
 
 
 @dataclass
@@ -158,6 +289,7 @@ def open_url(
     data: bytes | BinaryIO | None = None,
     token_origins: Collection[str] | None = None,
     advice: Advice = _CONSUMER,
+    deadline: float | None = None,
 ) -> Response:
     """Open ``url``, following redirects, and return the streaming response.
 
@@ -166,7 +298,8 @@ def open_url(
     url
         Absolute URL.
     settings
-        Supplies the token, its allowed origin and the timeout.
+        Supplies the token, its allowed origin, the connect timeout (``connect_timeout``)
+        and the per-read timeout (``timeout``).
     headers
         Extra request headers (``Range``, ``If-None-Match``, ``Content-Type``...).
     method
@@ -183,6 +316,10 @@ def open_url(
         origin alone). A redirect target on any other origin never gets it.
     advice
         What error messages tell the user to do (default: consumer advice).
+    deadline
+        Absolute :func:`time.monotonic` time by which the response, body included, must
+        have arrived: each connect and read waits at most the time left, and a read past
+        it raises a timeout (a retryable :class:`DownloadError`). None: no total limit.
 
     Returns
     -------
@@ -197,9 +334,10 @@ def open_url(
         For GitHub's rate-limit answers and rejected credentials.
     """
     trusted = {settings.api_origin} if token_origins is None else set(token_origins)
+    timeouts = _Timeouts(settings.connect_timeout, settings.timeout, deadline)
     current = url
     for _ in range(_MAX_REDIRECTS + 1):
-        req = urllib.request.Request(current, method=method)
+        req = _Request(current, method=method, timeouts=timeouts)
         req.add_header("User-Agent", USER_AGENT)
         for key, value in (headers or {}).items():
             req.add_header(key, value)
@@ -209,7 +347,8 @@ def open_url(
             # Unredirected: urllib itself would never forward it, and we re-check per hop.
             req.add_unredirected_header("Authorization", f"Bearer {settings.token}")
         try:
-            resp = _OPENER.open(req, timeout=settings.timeout)
+            # The connection applies req.timeouts; this is urllib's own (unused) value.
+            resp = _OPENER.open(req, timeout=settings.connect_timeout)
         except urllib.error.HTTPError as err:
             resp = err
         except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
@@ -350,13 +489,20 @@ _API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version":
 
 
 def api_get(
-    settings: Settings, url: str, *, etag: str | None = None, ok: tuple[int, ...] = (200, 304, 404)
+    settings: Settings,
+    url: str,
+    *,
+    etag: str | None = None,
+    ok: tuple[int, ...] = (200, 304, 404),
+    deadline: float | None = None,
 ) -> tuple[int, Any, Any]:
     """GET a GitHub REST URL (retried); return ``(status, JSON or None, headers)``.
 
     ``url`` is absolute (a ``Link: rel="next"`` page, say); the token goes only to the
     API origin, as for every request (:func:`open_url`). ``etag`` is sent as
     ``If-None-Match``. Statuses in ``ok`` other than 200 are returned with None.
+    ``deadline`` (absolute :func:`time.monotonic` time) bounds the call, retries
+    included: see :func:`with_retries`.
     """
     headers = dict(_API_HEADERS)
     if etag:
@@ -364,11 +510,11 @@ def api_get(
     started = time.perf_counter()
 
     def attempt() -> tuple[Response, bytes]:
-        resp = open_url(url, settings, headers=headers, ok=ok)
+        resp = open_url(url, settings, headers=headers, ok=ok, deadline=deadline)
         with resp:
             return resp, read_body(resp, url) if resp.status == 200 else b""
 
-    resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}")
+    resp, body = with_retries(attempt, settings, what=f"GET {safe_url(url)}", deadline=deadline)
     log.debug(
         "GET %s -> %s in %.0f ms", safe_url(url), resp.status, 1e3 * (time.perf_counter() - started)
     )
@@ -385,7 +531,7 @@ def api_get(
 
 
 def api_get_json(
-    settings: Settings, path: str, *, etag: str | None = None
+    settings: Settings, path: str, *, etag: str | None = None, deadline: float | None = None
 ) -> tuple[int, Any, str | None]:
     """GET a GitHub REST resource under the configured API base.
 
@@ -397,14 +543,22 @@ def api_get_json(
         Path below the API base, e.g. ``/repos/o/r/releases?per_page=100``.
     etag
         Previous ``ETag``; sent as ``If-None-Match`` so an unchanged answer is a 304.
+    deadline
+        Absolute :func:`time.monotonic` time the call, retries included, must end by
+        (see :func:`with_retries`); None: bounded by the retry settings alone.
 
     Returns
     -------
     (status, data, etag)
         ``data`` is None for a 304. ``status`` is 200, 304 or 404 (404 is returned,
         not raised, because its meaning depends on the caller).
+
+    Raises
+    ------
+    DownloadError
+        As :func:`api_get`; past ``deadline``, one naming ``BFA_RESOLVE_TIMEOUT``.
     """
-    status, data, headers = api_get(settings, settings.api_url + path, etag=etag)
+    status, data, headers = api_get(settings, settings.api_url + path, etag=etag, deadline=deadline)
     return status, data, headers.get("ETag") or (etag if status == 304 else None)
 
 
@@ -503,6 +657,7 @@ def with_retries(
     what: str,
     on_retry: Callable[[DownloadError], None] | None = None,
     rng: random.Random | None = None,
+    deadline: float | None = None,
 ) -> T:
     """Run ``action`` until it succeeds, retrying retryable :class:`DownloadError` s.
 
@@ -518,11 +673,20 @@ def with_retries(
         Called with the error before each wait (e.g. to keep a partial download).
     rng
         Jitter source (tests may pass a seeded one).
+    deadline
+        Absolute :func:`time.monotonic` time of resolution's budget
+        (``settings.resolve_timeout``, which messages name): no retry starts, and no
+        wait lasts, past it. ``action`` must bound each attempt by it too (as
+        :func:`open_url` does with its ``deadline``). None: no total limit.
 
     Raises
     ------
     DownloadError
-        The last error, when it is not retryable or the budget is spent.
+        The last error, when it is not retryable or the budget is spent; once the
+        deadline passes (or the next attempt could only start after it), a
+        non-retryable one with no status saying resolution timed out, which
+        :func:`is_network_failure` counts as a network failure (a
+        :class:`RateLimitError` is raised as itself).
     """
     rng = rng or random.Random()
     waited = 0.0
@@ -532,9 +696,23 @@ def with_retries(
         try:
             return action()
         except DownloadError as err:
-            if not is_retryable(err) or attempt >= settings.retries:
+            if not is_retryable(err):
+                raise
+            # A rate limit is reported as itself, deadline or not: its reset time and token
+            # advice say more than the budget does.
+            timed = deadline is not None and not isinstance(err, RateLimitError)
+            if deadline is not None and time.monotonic() >= deadline:
+                if not timed:
+                    raise
+                raise _deadline_error(err, settings, what) from err
+            if attempt >= settings.retries:
                 raise
             delay = delay_for(err, attempt, settings, rng)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                # Waiting would only lead to an attempt with no time left: give up now.
+                if not timed:
+                    raise
+                raise _deadline_error(err, settings, what, early=True) from err
             if waited + delay > settings.retry_time:
                 log.warning(
                     "giving up on %s: waiting %.1f s more would exceed BFA_RETRY_TIME=%.0f s",
@@ -555,3 +733,25 @@ def with_retries(
                 on_retry(err)
             time.sleep(delay)
             waited += delay
+
+
+def _deadline_error(
+    err: DownloadError, settings: Settings, what: str, *, early: bool = False
+) -> DownloadError:
+    """The error for a request out of resolution's time budget (``BFA_RESOLVE_TIMEOUT``)."""
+    budget = f"{settings.resolve_timeout:g} s"
+    log.debug("%s: out of the %s resolution budget after %s", what, budget, err)
+    when = (
+        f"would time out before retrying (budget {budget})"
+        if early
+        else f"timed out after {budget}"
+    )
+    return DownloadError(
+        f"resolution {when}; raise BFA_RESOLVE_TIMEOUT to wait longer. Last error: {err}",
+        url=err.context.get("url"),
+        # No status: a network failure, so resolution falls back to the cached version.
+        status=None,
+        # Every later attempt under the same deadline would fail at once.
+        retryable=False,
+        timed_out=True,
+    )

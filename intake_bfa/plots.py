@@ -193,7 +193,7 @@ def symbol_timeline(
     Parameters
     ----------
     symbol
-        A symbol as on Binance Vision (case-sensitive), e.g. ``BTCUSDT``.
+        A symbol as on Binance Vision, e.g. ``BTCUSDT`` (any case when unambiguous).
     start, end
         Inclusive window inside the coverage (default: the whole coverage).
     ax, version, query

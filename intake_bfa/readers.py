@@ -34,6 +34,9 @@ class BfaData(BaseData):
         ``"latest"`` or a pinned version; a read call may override it.
     repo, api_url
         Where the releases live; None means ``BFA_REPO`` / ``BFA_API_URL`` or the defaults.
+    source
+        A local release folder read instead of a release server; None means ``BFA_SOURCE``
+        (or none).
     mirrors
         Mirror URL templates tried after the release asset (see ``BFA_MIRRORS``); None
         means the environment's.
@@ -49,17 +52,21 @@ class BfaData(BaseData):
         api_url: str | None = None,
         mirrors: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        source: str | None = None,
     ) -> None:
         self.dataset = dataset
         self.version = version
         self.repo = repo
         self.api_url = api_url
         self.mirrors = mirrors
+        self.source = source
         super().__init__(metadata)
 
     def settings(self) -> Settings:
         """Configuration for this dataset, read now (catalog value > environment > default)."""
-        return get_settings(repo=self.repo, api_url=self.api_url, mirrors=self.mirrors)
+        return get_settings(
+            repo=self.repo, api_url=self.api_url, mirrors=self.mirrors, source=self.source
+        )
 
 
 class BfaTabular(BfaData):
@@ -120,7 +127,7 @@ class _BfaReader(BaseReader):
 
     def versions(self):
         """Versions available for this dataset's repository (see :func:`list_versions`)."""
-        from intake_bfa.releases import list_versions
+        from intake_bfa.resolve import list_versions
 
         return list_versions(settings=self.data.settings())
 

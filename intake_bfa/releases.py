@@ -20,9 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from intake_bfa.cache.layout import CacheLayout, atomic_write_json, read_json
-from intake_bfa.config import Settings, get_settings
+from intake_bfa.cache.layout import CacheLayout, read_json
+from intake_bfa.config import Settings
 from intake_bfa.errors import (
+    CacheError,
     DownloadError,
     ManifestError,
     RepoNotFoundError,
@@ -30,7 +31,7 @@ from intake_bfa.errors import (
     nearest,
 )
 from intake_bfa.http import api_get_json, safe_url
-from intake_bfa.manifest import MANIFEST_NAME, Manifest, check_asset_name, load_manifest
+from intake_bfa.manifest import MANIFEST_NAME, check_asset_name
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,48 @@ def parse_release(raw: dict[str, Any]) -> Release | None:
     )
 
 
-def fetch_releases(settings: Settings, layout: CacheLayout) -> list[Release]:
-    """Dataset releases of the repository, newest first, in one conditional API request."""
+def synthesize_rolling(release: Release) -> dict[str, Any]:
+    """The manifest equivalent of a rolling-layout release (no manifest asset of its own)."""
+    db_name = next(n for n in ROLLING_DB_ASSETS if n in release.assets)
+    db = release.assets[db_name]
+    datasets: dict[str, Any] = {
+        "availability_db": {
+            "asset": db_name,
+            "size": db.size,
+            "sha256": db.sha256,
+            "compression": "gzip" if db_name.endswith(".gz") else None,
+        },
+        "daily_availability": {"derived_from": "availability_db"},
+        "symbols": {"derived_from": "availability_db"},
+    }
+    rankings = release.assets.get(ROLLING_RANKINGS_ASSET)
+    if rankings:
+        datasets["volume_rankings"] = {
+            "asset": rankings.name,
+            "size": rankings.size,
+            "sha256": rankings.sha256,
+        }
+    return {
+        "schema_version": 1,
+        "version": release.version,
+        "layout": "rolling",
+        "created_at": db.updated_at,
+        "datasets": datasets,
+    }
+
+
+def fetch_releases(
+    settings: Settings, layout: CacheLayout, *, deadline: float | None = None
+) -> list[Release]:
+    """Dataset releases of the repository, newest first, in one conditional API request.
+
+    ``deadline`` (absolute :func:`time.monotonic` time) bounds the request, retries
+    included; see :func:`intake_bfa.http.api_get_json`.
+    """
     cached = read_json(layout.releases_path) or {}
     etag = cached.get("etag") if isinstance(cached.get("releases"), list) else None
     path = f"/repos/{settings.repo}/releases?per_page=100"
-    status, data, new_etag = api_get_json(settings, path, etag=etag)
+    status, data, new_etag = api_get_json(settings, path, etag=etag, deadline=deadline)
     if status == 404:
         raise RepoNotFoundError(
             f"repository {settings.repo!r} not found at {safe_url(settings.api_url)} (404); "
@@ -194,11 +231,17 @@ def fetch_releases(settings: Settings, layout: CacheLayout) -> list[Release]:
                 status=status,
             )
         raw_list = data
-        layout.ensure(layout.releases_path.parent)
-        atomic_write_json(
-            layout.releases_path,
-            {"etag": new_etag, "fetched_at": time.time(), "releases": raw_list},
-        )
+        try:
+            layout.write_json(
+                layout.releases_path,
+                {"etag": new_etag, "fetched_at": time.time(), "releases": raw_list},
+            )
+        except CacheError as err:
+            # The stored list only saves the next request's body (ETag): a read-only cache
+            # still serves. Callers that must write (the "latest" pointer) say so once.
+            if err.kind != "read_only":
+                raise
+            log.debug("release list not stored: %s", err)
     releases = [r for r in map(parse_release, raw_list) if r]
     # Dated versions first (newest date first), then the rolling one.
     return sorted(releases, key=lambda r: (r.layout == "dated", r.version), reverse=True)
@@ -221,81 +264,24 @@ def _not_found(settings: Settings, version: str, releases: list[Release]) -> Ver
     )
 
 
-def find_release(settings: Settings, layout: CacheLayout, version: str) -> Release:
-    """The release holding ``version`` (one API request for a dated version)."""
+def find_release(
+    settings: Settings, layout: CacheLayout, version: str, *, deadline: float | None = None
+) -> Release:
+    """The release holding ``version`` (one API request for a dated version).
+
+    ``deadline`` (absolute :func:`time.monotonic` time) bounds the lookup, retries
+    included; see :func:`intake_bfa.http.api_get_json`.
+    """
     if DATED_TAG_RE.match(f"data-{version}"):
         status, data, _ = api_get_json(
-            settings, f"/repos/{settings.repo}/releases/tags/data-{version}"
+            settings, f"/repos/{settings.repo}/releases/tags/data-{version}", deadline=deadline
         )
         if status == 200 and isinstance(data, dict):
             release = parse_release(data)
             if release and release.version == version:
                 return release
-    releases = fetch_releases(settings, layout)
+    releases = fetch_releases(settings, layout, deadline=deadline)
     for release in releases:
         if release.version == version:
             return release
     raise _not_found(settings, version, releases)
-
-
-def list_versions(*, settings: Settings | None = None, repo: str | None = None) -> VersionList:
-    """Every dataset version of the repository, newest first, with coverage and size.
-
-    Offline, lists the cached versions instead.
-
-    Parameters
-    ----------
-    settings
-        Configuration; default :func:`get_settings` (with ``repo`` if given).
-    repo
-        Shortcut for ``get_settings(repo=...)``.
-    """
-    settings = settings or get_settings(repo=repo)
-    layout = CacheLayout(settings)
-    cached = set(layout.cached_versions())
-    if settings.offline:
-        rows = []
-        for version in sorted(cached, reverse=True):
-            m = load_manifest(layout.manifest_path(version))
-            tag = m.raw.get("release", {}).get("tag", version)
-            rows.append(_info_from_manifest(m, tag, version in cached, not rows))
-        return VersionList(rows)
-    releases = fetch_releases(settings, layout)
-    rows = []
-    for i, rel in enumerate(releases):
-        cov = rel.meta.get("coverage") or {}
-        rows_count = rel.meta.get("rows")
-        if rel.version in cached and not cov:
-            m = load_manifest(layout.manifest_path(rel.version))
-            cov = {"start": m.coverage[0], "end": m.coverage[1]} if m.coverage else {}
-        rows.append(
-            VersionInfo(
-                version=rel.version,
-                tag=rel.tag,
-                layout=rel.layout,
-                published_at=rel.published_at,
-                coverage_start=cov.get("start"),
-                coverage_end=cov.get("end"),
-                rows=rows_count,
-                size=rel.size,
-                cached=rel.version in cached,
-                latest=i == 0,
-            )
-        )
-    return VersionList(rows)
-
-
-def _info_from_manifest(m: Manifest, tag: str, cached: bool, latest: bool) -> VersionInfo:
-    main = m.datasets.get("daily_availability")
-    return VersionInfo(
-        version=m.version,
-        tag=tag,
-        layout=m.layout,
-        published_at=m.raw.get("release", {}).get("published_at"),
-        coverage_start=m.coverage[0] if m.coverage else None,
-        coverage_end=m.coverage[1] if m.coverage else None,
-        rows=main.rows if main else None,
-        size=m.total_size,
-        cached=cached,
-        latest=latest,
-    )

@@ -16,12 +16,12 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
 
-from intake_bfa.cache.layout import CacheLayout, atomic_write_json, read_ref, write_ref
+from intake_bfa.cache.layout import CacheLayout, read_ref, write_ref
 from intake_bfa.config import Settings, get_settings
 from intake_bfa.display.text import age as format_age
 from intake_bfa.errors import (
+    CacheError,
     DownloadError,
     IntegrityError,
     ManifestError,
@@ -32,12 +32,13 @@ from intake_bfa.errors import (
 from intake_bfa.http import Advice, is_network_failure, open_url, safe_url
 from intake_bfa.manifest import MANIFEST_NAME, Manifest, load_manifest, parse_manifest
 from intake_bfa.releases import (
-    ROLLING_DB_ASSETS,
-    ROLLING_RANKINGS_ASSET,
     ROLLING_TAG,
     Release,
+    VersionInfo,
+    VersionList,
     fetch_releases,
     find_release,
+    synthesize_rolling,
 )
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ def pin(version: str = "latest", settings: Settings | None = None) -> Manifest:
         Offline (or unreachable) with nothing cached.
     """
     settings = settings or get_settings()
+    if settings.source is not None:
+        # A folder may be rebuilt under the same version: its manifest is checked each time.
+        from intake_bfa.local_source import folder_manifest
+
+        return folder_manifest(settings, resolve_release(version, settings)[0])
     if version != "latest":
         hit = _pinned.get((version, settings))
         if hit is not None and _identity(hit[0]) == hit[1]:
@@ -152,6 +158,14 @@ def resolve_release(version: str, settings: Settings) -> tuple[str, Release | No
     """Like :func:`resolve_version`, also returning the release when it was just listed."""
     if version != "latest":
         return _check_pinned(version), None
+    if settings.source is not None:
+        from intake_bfa.local_source import no_release_error, source_releases
+
+        # A local folder costs a scan, not a request: "latest" is always its newest release.
+        found = source_releases(settings.source)
+        if not found:
+            raise no_release_error(settings)
+        return found[0].version, found[0].release
     layout = CacheLayout(settings)
     ref = read_ref(layout)
     if ref and time.time() - float(ref.get("resolved_at", 0)) < settings.ttl:
@@ -159,9 +173,12 @@ def resolve_release(version: str, settings: Settings) -> tuple[str, Release | No
     if settings.offline:
         return _fallback_latest(layout, "offline (BFA_OFFLINE=1)", None), None
     try:
-        releases = fetch_releases(settings, layout)
+        # A silent or stalled API must not hold the caller for minutes of retries: past
+        # BFA_RESOLVE_TIMEOUT this fails as a network failure, so the cache is served.
+        deadline = time.monotonic() + settings.resolve_timeout
+        releases = fetch_releases(settings, layout, deadline=deadline)
     except DownloadError as err:
-        # Stale data beats no data when the server is unreachable or rate-limits us.
+        # Stale data beats no data when the server is unreachable, rate-limits us or is slow.
         if isinstance(err, RateLimitError) and (read_ref(layout) or layout.cached_versions()):
             return _fallback_latest(layout, f"rate-limited ({err})", err), None
         if not is_network_failure(err):
@@ -176,8 +193,52 @@ def resolve_release(version: str, settings: Settings) -> tuple[str, Release | No
             available=[],
         )
     newest = releases[0]
-    write_ref(layout, newest.version, tag=newest.tag, release_layout=newest.layout)
+    try:
+        write_ref(layout, newest.version, tag=newest.tag, release_layout=newest.layout)
+    except CacheError as err:
+        if err.kind != "read_only":
+            raise
+        return _read_only_latest(layout, newest, err)
     return newest.version, newest
+
+
+#: (cache root, version) pairs already warned about: a long-lived process that resolves
+#: "latest" again and again past the TTL says it once.
+_warned_read_only: set[tuple[str, str]] = set()
+
+
+def _read_only_latest(
+    layout: CacheLayout, newest: Release, err: CacheError
+) -> tuple[str, Release | None]:
+    """Resolve "latest" when its pointer cannot be written (a read-only cache): keep serving.
+
+    The version just listed if it is cached; else (a release newer than the cache) the one
+    the old pointer names, or the newest cached one. With nothing cached there is nothing
+    to serve: ``err`` is raised.
+    """
+    version, release = newest.version, newest
+    if not layout.manifest_path(newest.version).is_file():
+        ref = read_ref(layout)
+        if ref and layout.manifest_path(ref["version"]).is_file():
+            version, release = ref["version"], None
+        elif layout.cached_versions():
+            version, release = layout.cached_versions()[0], None
+        else:
+            raise err
+    newer = f" (the newer {newest.version} cannot be cached there)" if release is None else ""
+    key = (str(layout.root), version)
+    level = logging.DEBUG if key in _warned_read_only else logging.WARNING
+    _warned_read_only.add(key)
+    log.log(
+        level,
+        "could not refresh 'latest' in read-only cache %s (Errno %s: %s); serving version %s%s",
+        layout.root,
+        err.errno,
+        err.strerror,
+        version,
+        newer,
+    )
+    return version, release
 
 
 def _check_pinned(version: str) -> str:
@@ -210,41 +271,15 @@ def _read_small(url: str, settings: Settings, limit: int = 16 << 20) -> bytes:
     return body
 
 
-def synthesize_rolling(release: Release) -> dict[str, Any]:
-    """The manifest equivalent of a rolling-layout release (no manifest asset of its own)."""
-    db_name = next(n for n in ROLLING_DB_ASSETS if n in release.assets)
-    db = release.assets[db_name]
-    datasets: dict[str, Any] = {
-        "availability_db": {
-            "asset": db_name,
-            "size": db.size,
-            "sha256": db.sha256,
-            "compression": "gzip" if db_name.endswith(".gz") else None,
-        },
-        "daily_availability": {"derived_from": "availability_db"},
-        "symbols": {"derived_from": "availability_db"},
-    }
-    rankings = release.assets.get(ROLLING_RANKINGS_ASSET)
-    if rankings:
-        datasets["volume_rankings"] = {
-            "asset": rankings.name,
-            "size": rankings.size,
-            "sha256": rankings.sha256,
-        }
-    return {
-        "schema_version": 1,
-        "version": release.version,
-        "layout": "rolling",
-        "created_at": db.updated_at,
-        "datasets": datasets,
-    }
-
-
 def get_manifest(settings: Settings, version: str, release: Release | None = None) -> Manifest:
     """The validated manifest of a pinned ``version``; no request when it is cached.
 
     ``release`` (from :func:`resolve_release`) saves looking the release up again.
     """
+    if settings.source is not None:
+        from intake_bfa.local_source import folder_manifest
+
+        return folder_manifest(settings, version)
     layout = CacheLayout(settings)
     path = layout.manifest_path(version)
     if path.is_file():
@@ -305,6 +340,76 @@ def get_manifest(settings: Settings, version: str, release: Release | None = Non
             for n, a in release.assets.items()
         },
     }
-    layout.ensure(path.parent)
-    atomic_write_json(path, doc)
+    layout.write_json(path, doc)  # CacheError when the cache cannot take it
     return load_manifest(path)
+
+
+def list_versions(*, settings: Settings | None = None, repo: str | None = None) -> VersionList:
+    """Every dataset version of the repository, newest first, with coverage and size.
+
+    Offline, lists the cached versions instead; with a release folder as the source
+    (``BFA_SOURCE``), the releases in that folder.
+
+    Parameters
+    ----------
+    settings
+        Configuration; default :func:`get_settings` (with ``repo`` if given).
+    repo
+        Shortcut for ``get_settings(repo=...)``.
+    """
+    settings = settings or get_settings(repo=repo)
+    layout = CacheLayout(settings)
+    cached = set(layout.cached_versions())
+    if settings.source is not None:
+        from intake_bfa.local_source import no_release_error, source_releases
+
+        releases = [found.release for found in source_releases(settings.source)]
+        if not releases:
+            raise no_release_error(settings)
+    elif settings.offline:
+        rows = []
+        for version in sorted(cached, reverse=True):
+            m = load_manifest(layout.manifest_path(version))
+            tag = m.raw.get("release", {}).get("tag", version)
+            rows.append(_info_from_manifest(m, tag, version in cached, not rows))
+        return VersionList(rows)
+    else:
+        releases = fetch_releases(settings, layout)
+    rows = []
+    for i, rel in enumerate(releases):
+        cov = rel.meta.get("coverage") or {}
+        rows_count = rel.meta.get("rows")
+        if rel.version in cached and not cov:
+            m = load_manifest(layout.manifest_path(rel.version))
+            cov = {"start": m.coverage[0], "end": m.coverage[1]} if m.coverage else {}
+        rows.append(
+            VersionInfo(
+                version=rel.version,
+                tag=rel.tag,
+                layout=rel.layout,
+                published_at=rel.published_at,
+                coverage_start=cov.get("start"),
+                coverage_end=cov.get("end"),
+                rows=rows_count,
+                size=rel.size,
+                cached=rel.version in cached,
+                latest=i == 0,
+            )
+        )
+    return VersionList(rows)
+
+
+def _info_from_manifest(m: Manifest, tag: str, cached: bool, latest: bool) -> VersionInfo:
+    main = m.datasets.get("daily_availability")
+    return VersionInfo(
+        version=m.version,
+        tag=tag,
+        layout=m.layout,
+        published_at=m.raw.get("release", {}).get("published_at"),
+        coverage_start=m.coverage[0] if m.coverage else None,
+        coverage_end=m.coverage[1] if m.coverage else None,
+        rows=main.rows if main else None,
+        size=m.total_size,
+        cached=cached,
+        latest=latest,
+    )

@@ -40,6 +40,8 @@ def _isolated_env(monkeypatch, tmp_path):
         if name.startswith("BFA_") or name in ("GITHUB_TOKEN", "XDG_CACHE_HOME"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BFA_CACHE_DIR", str(tmp_path / "cache"))
+    # `bfa demo` and start_demo() write to the user data folder: a private one per test.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     # Port 9 (discard) on loopback: refused at once, so a test that forgets to
     # configure the server fails fast instead of reaching GitHub.
     monkeypatch.setenv("BFA_API_URL", "http://127.0.0.1:9")
@@ -68,6 +70,16 @@ def moto_endpoint():
 def samples(tmp_path_factory) -> SampleReleases:
     """Synthetic releases, each built at most once per test session."""
     return SampleReleases(tmp_path_factory.mktemp("releases"), n_symbols=40)
+
+
+@pytest.fixture(scope="session")
+def demo_data_home(tmp_path_factory) -> Path:
+    """An XDG_DATA_HOME whose demo folder holds the default demo, written once per session."""
+    from intake_bfa.demo import write_demo_releases
+
+    home = tmp_path_factory.mktemp("xdg-data")
+    write_demo_releases(home / "intake-bfa" / "demo")
+    return home
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import V_NEW, V_OLD, run_cli
+from .conftest import V_NEW, V_OLD, run_cli, run_cli_process
 
 
 def test_versions_table_and_json(published):
@@ -89,15 +89,35 @@ def test_every_command_has_an_example_in_help():
         assert "Example: bfa" in command.description, name
 
 
-def test_demo_runs_offline_and_says_it_is_synthetic(tmp_path):
-    out = run_cli("demo", "--symbols", "40", env={"BFA_OFFLINE": "1"}, timeout=300)
+def test_demo_leaves_a_working_source_and_says_it_is_synthetic(tmp_path):
+    folder = tmp_path / "my demo"
+    out = run_cli("demo", "--symbols", "40", "--dir", str(folder), env={"BFA_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "SYNTHETIC" in text
-    assert "2021-03-04" in text
-    assert "(0 HTTP requests)" in text  # the cached re-read
-    assert "[6] DuckDB" in text
-    assert "Done." in text
+    assert text.count("SYNTHETIC") == 1, text  # said plainly, once
+    assert "2021-03-04" in text and "[6] DuckDB" in text
+    # The last line is the one line to set; quoted for a shell (the folder has a space).
+    last = text.strip().splitlines()[-1]
+    assert last == f"export BFA_SOURCE='{folder}'", last
+    # With only that line set, a fresh process reads the demo (no server, no network).
+    env = {"BFA_SOURCE": str(folder)}
+    snap = run_cli_process("snapshot", "2021-03-04", "--format", "csv", env=env)
+    assert snap.returncode == 0, snap.stderr
+    assert "BTCUSDT" in snap.stdout
+    versions = run_cli_process("versions", "--format", "json", env=env)
+    assert [v["version"] for v in json.loads(versions.stdout)] == ["2026-11-23", "2026-11-20"]
+    # A second run reuses the releases it wrote.
+    again = run_cli("demo", "--symbols", "40", "--dir", str(folder))
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == last
+
+
+def test_demo_default_folder_is_the_user_data_dir(demo_data_home, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(demo_data_home))
+    out = run_cli("demo", "-q")
+    assert out.returncode == 0, out.stderr
+    folder = demo_data_home / "intake-bfa" / "demo"
+    assert out.stdout.strip().splitlines()[-1] == f"export BFA_SOURCE={folder}"
+    assert (folder / "data-2026-11-20" / "manifest.json").is_file()
 
 
 def _subcommands(parser, prefix=()):

@@ -22,9 +22,12 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "docs" / "quickstart.ipynb"
 CATALOG_TABLE_MARKER = '<div class="bfa">'
 
 
-def _execute(tmp_path: Path, monkeypatch):
+def _execute(tmp_path: Path, monkeypatch, data_home: Path):
     import nbclient
     import nbformat
+
+    # start_demo() writes to the user data folder: the session's demo, written once.
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
 
     monkeypatch.setenv("JUPYTER_PATH", str(Path(sys.prefix) / "share" / "jupyter"))
     monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "1")
@@ -57,8 +60,8 @@ def test_committed_notebook_has_no_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
-def test_quickstart_notebook_executes(tmp_path, monkeypatch):
-    _check_outputs(_execute(tmp_path, monkeypatch))
+def test_quickstart_notebook_executes(tmp_path, monkeypatch, demo_data_home):
+    _check_outputs(_execute(tmp_path, monkeypatch, demo_data_home))
 
 
 def _check_outputs(nb) -> None:
@@ -74,6 +77,9 @@ def _check_outputs(nb) -> None:
     assert CATALOG_TABLE_MARKER in catalog[0] and "<table>" in catalog[0]
     for name in DATASETS:
         assert f"<b>{name}</b>" in catalog[0], name
+    # Resolved on a fresh demo, before any read: version and coverage, as the text promises.
+    assert "not resolved" not in catalog[0]
+    assert "2026-11-23" in catalog[0] and "2019-12-31" in catalog[0]
 
     versions = _data(_cell(nb, "list_versions()"), "text/html")
     assert versions and "<table>" in versions[0] and "latest" in versions[0]
@@ -124,7 +130,7 @@ class _CatalogTables(html.parser.HTMLParser):
 
 
 @pytest.mark.slow
-def test_quickstart_html_renders_in_chromium(tmp_path, monkeypatch):
+def test_quickstart_html_renders_in_chromium(tmp_path, monkeypatch, demo_data_home):
     from nbconvert import HTMLExporter
 
     chromium = shutil.which("chromium")
@@ -132,7 +138,7 @@ def test_quickstart_html_renders_in_chromium(tmp_path, monkeypatch):
         "chromium not found on PATH: install Debian's package "
         "(apt-get install -y chromium); .ci/run does this for the slow group"
     )
-    nb = _execute(tmp_path, monkeypatch)
+    nb = _execute(tmp_path, monkeypatch, demo_data_home)
     _check_outputs(nb)
     body, _ = HTMLExporter().from_notebook_node(nb)
     page = tmp_path / "quickstart.html"

@@ -184,7 +184,7 @@ def test_draws_into_a_given_axes(q):
     ("call", "message"),
     [
         (lambda q: plots.symbol_timeline("NOPEUSDT", query=q), "unknown symbol 'NOPEUSDT'"),
-        (lambda q: plots.symbol_timeline("btcusdt", query=q), "did you mean BTCUSDT"),
+        (lambda q: plots.symbol_timeline("btcusd", query=q), "did you mean BTCUSDT"),
         (lambda q: plots.available_symbols("2030-01-01", query=q), "outside the coverage"),
         (lambda q: plots.listings_per_month("2021-13-01", query=q), "2021-13-01"),
         (lambda q: plots.available_symbols("2021-05-01", "2021-04-01", query=q), "is after end"),

@@ -293,7 +293,7 @@ def test_relation_variants_match_dataframes(q):
         (lambda q: q.available_in("2021-03-01", "2021-02-01"), "start 2021-03-01 is after end 2021-02-01"),
         (lambda q: q.counts("2021-03-01", "2021-02-01"), "is after end"),
         (lambda q: q.timeline("BTCUSD"), "unknown symbol 'BTCUSD' in version 2021-07-01; did you mean BTCUSDT"),
-        (lambda q: q.timeline("btcusdt"), "did you mean BTCUSDT"),
+        (lambda q: q.timeline("btcusd"), "did you mean BTCUSDT"),
         (lambda q: q.gaps("NOPE_NOPE"), "unknown symbol 'NOPE_NOPE'"),
         (lambda q: q.lifetime(""), "symbol must be a non-empty string"),
         (lambda q: q.top("2021-03-04", n=0), "n must be a whole number >= 1"),

@@ -97,9 +97,11 @@ def test_to_duckdb_relation_binds_values(cat):
     assert rel.columns == ["date", "available"]
     n = rel.aggregate("count(*)").fetchall()[0][0]
     assert n == len(cat.daily_availability.read(symbols="BTCUSDT"))
-    # A hostile "symbol" is data, not SQL.
-    evil = cat.daily_availability.to_duckdb(symbols=["x') OR 1=1 --"])
-    assert evil.aggregate("count(*)").fetchall() == [(0,)]
+    # A hostile "symbol" is data, not SQL: a symbol the file does not have.
+    evil = "x') OR 1=1 --"
+    with pytest.raises(QueryError, match="unknown symbol") as info:
+        cat.daily_availability.to_duckdb(symbols=[evil])
+    assert info.value.symbols == [evil]
 
 
 def test_to_arrow_and_reader_outputs(cat):

@@ -261,7 +261,7 @@ def test_symbols_in_any_script(api):
 
 
 def test_unknown_symbol_suggests_the_real_spelling(api):
-    err = error_of(api, "/v1/timeline/btcusdt", 404, "unknown_symbol")
+    err = error_of(api, "/v1/timeline/btcusd", 404, "unknown_symbol")
     assert "BTCUSDT" in err["suggestions"]
 
 

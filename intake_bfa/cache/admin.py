@@ -398,6 +398,8 @@ def refresh(settings: Settings) -> RefreshResult:
         Offline: refreshing needs the release server.
     DownloadError
         The release server did not answer (the cached pointer stays as it was).
+    CacheError
+        The cache cannot be written (a read-only cache: reads still serve what it holds).
     """
     if settings.offline:
         raise ConfigError(
@@ -406,6 +408,9 @@ def refresh(settings: Settings) -> RefreshResult:
             value="1",
         )
     layout = CacheLayout(settings)
+    # Refreshing is a write: a read-only cache fails here with its own error, not later as
+    # "no answer from the release server" after resolve_release served the old pointer.
+    layout.check_writable(layout.ref_path().parent)
     before = read_ref(layout)
     version, _ = resolve_release("latest", settings.with_(ttl=0))
     after = read_ref(layout)
@@ -548,7 +553,7 @@ class DatasetState:
     description: str = ""
     repo: str = ""
     version: str | None = None  # the version shown (pinned, or the cached "latest")
-    source: str = ""  # "pinned", "latest ref", "newest cached" or ""
+    source: str = ""  # "pinned", "latest ref", "newest cached", "release folder" or ""
     coverage: tuple[str, str] | None = None
     rows: int | None = None
     size: int | None = None
@@ -602,7 +607,15 @@ def dataset_state(name: str, data: Any = None, description: str | None = None) -
         ]
         pinned = getattr(data, "version", "latest") or "latest"
         ref = read_ref(layout)
-        if pinned != "latest":
+        if settings.source is not None:
+            # A release folder resolves without the network (a scan and a manifest copy),
+            # so its display shows what a read would use, even before the first read.
+            from intake_bfa.resolve import pin
+
+            state.version = pin(pinned, settings).version
+            state.source = "pinned" if pinned != "latest" else "release folder"
+            versions = layout.cached_versions()
+        elif pinned != "latest":
             state.version, state.source = pinned, "pinned"
         elif ref and ref["version"] in versions:
             state.version, state.source = ref["version"], "latest ref"

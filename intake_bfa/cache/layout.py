@@ -7,18 +7,26 @@ Layout (``<cache_dir>`` from :func:`intake_bfa.config.get_settings`)::
     <cache_dir>/v1/<owner>/<repo>/_api/releases.json       release list + its ETag
     <cache_dir>/v1/<owner>/<repo>/<version>/manifest.json
     <cache_dir>/v1/<owner>/<repo>/<version>/<asset files>
+    <cache_dir>/v1/_source/<folder>-<hash>/...              a release folder (BFA_SOURCE)
 
 A file under its final name is always complete: it is written under a temporary
 name in the same folder, flushed, fsynced and moved into place with ``os.replace``.
-Nothing is written at import time.
+Nothing is written at import time. A write that fails (read-only folder, full disk,
+file-size limit, a file where a folder should be) raises
+:class:`~intake_bfa.errors.CacheError` naming the folder, the cause and the fix
+(:func:`cache_writes`).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from intake_bfa.config import Settings
-from intake_bfa.errors import ConfigError
+from intake_bfa.display.text import human_size
+from intake_bfa.errors import BfaError, CacheError
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +48,18 @@ CACHEDIR_TAG = (
 )
 
 
+#: The owner folder of release folders read as a source (BFA_SOURCE): no GitHub account
+#: name starts with "_", so a source never shares a cache folder with a repository.
+SOURCE_OWNER = "_source"
+
+
 @functools.lru_cache(maxsize=64)
-def _repo_dir(cache_dir: Path, owner: str, name: str) -> Path:
+def _repo_dir(cache_dir: Path, owner: str, name: str, source: Path | None) -> Path:
     # Built on every read of every dataset (a few pathlib joins): computed once per repo.
+    if source is not None:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.name).strip("-.")[:40] or "folder"
+        digest = hashlib.sha256(os.fsencode(source)).hexdigest()[:12]
+        return cache_dir / FORMAT_DIR / SOURCE_OWNER / f"{slug}-{digest}"
     return cache_dir / FORMAT_DIR / owner / name
 
 
@@ -57,7 +75,9 @@ class CacheLayout:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.root = settings.cache_dir
-        self.repo_dir = _repo_dir(settings.cache_dir, settings.owner, settings.name)
+        self.repo_dir = _repo_dir(
+            settings.cache_dir, settings.owner, settings.name, settings.source
+        )
 
     def version_dir(self, version: str) -> Path:
         """Folder holding one version's manifest and files."""
@@ -92,28 +112,194 @@ class CacheLayout:
         return sorted(found, reverse=True)
 
     def ensure(self, path: Path | None = None) -> Path:
-        """Create the cache root (with its ``CACHEDIR.TAG``) and ``path``'s folder."""
+        """Create the cache root (with its ``CACHEDIR.TAG``) and the folder ``path``.
+
+        Raises
+        ------
+        CacheError
+            A folder cannot be created (read-only, a file in the way, no space).
+        """
         root = self.root
-        try:
+        target = path if path is not None else self.repo_dir
+        with cache_writes(root, target):
             root.mkdir(parents=True, exist_ok=True)
             tag = root / "CACHEDIR.TAG"
             if not tag.exists():
                 atomic_write_bytes(tag, CACHEDIR_TAG.encode())
-            target = path if path is not None else self.repo_dir
             target.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise ConfigError(
-                f"cache dir {root} is not a folder; point BFA_CACHE_DIR at a folder",
-                variable="BFA_CACHE_DIR",
-                value=str(root),
-            ) from None
-        except PermissionError:
-            raise ConfigError(
-                f"cache dir {root} is not writable; set BFA_CACHE_DIR to a writable folder",
-                variable="BFA_CACHE_DIR",
-                value=str(root),
-            ) from None
         return target
+
+    def write_json(self, path: Path, obj: Any) -> Path:
+        """Atomically write ``obj`` as JSON to ``path`` in this cache (its folder created).
+
+        Raises
+        ------
+        CacheError
+            The cache cannot be written.
+        """
+        self.ensure(path.parent)
+        with cache_writes(self.root, path):
+            return atomic_write_json(path, obj)
+
+    def check_writable(self, folder: Path) -> None:
+        """Raise :class:`~intake_bfa.errors.CacheError` unless a file can be made in ``folder``.
+
+        For commands whose only purpose is to write (``bfa cache refresh``): they fail
+        with the cache's own error, not with what a later, quieter fallback would say.
+        """
+        self.ensure(folder)
+        with cache_writes(self.root, folder):
+            temp_file(folder / ".probe").unlink()
+
+
+# --- failed writes -> CacheError --------------------------------------------------------------
+
+#: errno values meaning "this folder may not be written": a read-only mount (EROFS),
+#: permissions (EACCES), an immutable flag or a security policy (EPERM).
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+#: The disk or the user's quota is full (EDQUOT is missing on some platforms).
+NO_SPACE_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
+)
+#: A file stands where a folder is needed (mkdir: EEXIST; a path through a file: ENOTDIR).
+NOT_A_FOLDER_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST})
+# pyarrow's writers raise a bare OSError whose text holds the cause: "... [errno 28] ...".
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+def write_problem(err: OSError) -> tuple[str, int | None, str]:
+    """Classify a failed write: ``(kind, errno, cause)``.
+
+    ``kind`` is ``"read_only"``, ``"no_space"``, ``"file_too_big"``, ``"not_a_folder"`` or
+    ``"other"``; ``cause`` is ``"Errno 28: No space left on device"`` (or the error's text
+    when it has no errno). Shared by :class:`~intake_bfa.errors.CacheError` and
+    :class:`~intake_bfa.errors.OutputError`.
+    """
+    code = err.errno
+    if code is None:
+        found = _ERRNO_IN_TEXT.search(str(err))
+        code = int(found.group(1)) if found else None
+    if code in READ_ONLY_ERRNOS:
+        kind = "read_only"
+    elif code in NO_SPACE_ERRNOS:
+        kind = "no_space"
+    elif code == errno.EFBIG:
+        kind = "file_too_big"
+    elif code in NOT_A_FOLDER_ERRNOS:
+        kind = "not_a_folder"
+    else:
+        kind = "other"
+    cause = f"Errno {code}: {os.strerror(code)}" if code is not None else str(err)
+    return kind, code, cause
+
+
+def in_the_way(path: Path) -> Path:
+    """The nearest of ``path`` and its parents that exists but is not a folder (else ``path``):
+    what blocks creating ``path`` when the error is ``ENOTDIR`` / ``EEXIST``."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return path
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes free for this user on the file system that holds (or would hold) ``path``."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+def cache_write_error(
+    err: OSError, path: Path, cache_dir: Path, *, size: int | None = None
+) -> CacheError:
+    """The :class:`~intake_bfa.errors.CacheError` for ``err``, raised writing ``path``.
+
+    Parameters
+    ----------
+    err
+        What the operating system (or pyarrow) raised.
+    path
+        The file or folder being written into the cache.
+    cache_dir
+        The cache root (``BFA_CACHE_DIR``), named in the message with the fix.
+    size
+        The size ``path`` has once complete, when known: a full disk then reports how
+        much more is needed (``size`` less what ``path`` already holds).
+
+    Returns
+    -------
+    CacheError
+        With ``path``, ``cache_dir``, ``kind``, ``errno``, ``strerror``, ``filename``, and
+        ``need`` / ``free`` (bytes, or None) when the disk is full.
+    """
+    kind, code, cause = write_problem(err)
+    need = free = None
+    if kind == "read_only":
+        message = (
+            f"cache folder {cache_dir} is read-only: cannot write {path} ({cause}); make it "
+            "writable or set BFA_CACHE_DIR to a writable folder"
+        )
+    elif kind == "no_space":
+        free = free_space(path)
+        if size is not None:
+            try:
+                have = path.stat().st_size if path.is_file() else 0
+            except OSError:
+                have = 0
+            need = max(size - have, 0)
+        wanted = f"need about {human_size(need)} more" if need else "need more space"
+        message = (
+            f"no space left in cache folder {cache_dir} to write {path} ({cause}): {wanted} "
+            f"(free: {human_size(free, 'unknown')}); free some space there (e.g. `bfa cache "
+            "prune`) or set BFA_CACHE_DIR to a folder with more room"
+        )
+    elif kind == "file_too_big":
+        wanted = f" of {human_size(size)}" if size else ""
+        message = (
+            f"cannot write {path} in cache folder {cache_dir}: the file exceeds the file-size "
+            f"limit ({cause}); raise the limit (`ulimit -f unlimited`) or set BFA_CACHE_DIR "
+            f"to a folder on a file system that allows files{wanted}"
+        )
+    elif kind == "not_a_folder":
+        message = (
+            f"cache folder {cache_dir} cannot be used: {in_the_way(path)} is not a folder "
+            f"({cause}); point BFA_CACHE_DIR at a folder"
+        )
+    else:
+        message = (
+            f"cannot write {path} in cache folder {cache_dir} ({cause}); check that folder "
+            "or set BFA_CACHE_DIR to another one"
+        )
+    return CacheError(
+        message,
+        path=str(path),
+        cache_dir=str(cache_dir),
+        kind=kind,
+        errno=code,
+        strerror=os.strerror(code) if code is not None else str(err),
+        filename=err.filename if err.filename is not None else str(path),
+        need=need,
+        free=free,
+    )
+
+
+@contextmanager
+def cache_writes(cache_dir: Path, path: Path, *, size: int | None = None) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into a :class:`~intake_bfa.errors.CacheError`.
+
+    Wrap only writes into the cache: intake-bfa's own errors (a ``DownloadError`` is an
+    ``OSError`` too) pass through unchanged. Arguments as for :func:`cache_write_error`.
+    """
+    try:
+        yield
+    except BfaError:
+        raise
+    except OSError as err:
+        raise cache_write_error(err, path, cache_dir, size=size) from err
 
 
 @contextmanager
@@ -128,9 +314,14 @@ def file_lock(layout: CacheLayout, version: str, name: str) -> Iterator[None]:
     from filelock import FileLock
 
     path = layout.repo_dir / "_locks" / f"{version}__{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path):
+    layout.ensure(path.parent)
+    lock = FileLock(path)
+    with cache_writes(layout.root, path):  # taking the lock creates its file: a write
+        lock.acquire()
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def new_file_mode() -> int:
@@ -196,7 +387,7 @@ def read_json(path: Path) -> Any | None:
     try:
         with open(path, "rb") as fh:
             return json.loads(fh.read())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not written yet, or no cache folder
         return None
     except (OSError, ValueError) as err:
         # Only our own atomic writes create these files, so damage means outside
@@ -230,9 +421,14 @@ def read_ref(layout: CacheLayout, ref: str = "latest") -> dict[str, Any] | None:
 
 
 def write_ref(layout: CacheLayout, version: str, ref: str = "latest", **extra: Any) -> None:
-    """Record that ``ref`` resolved to ``version`` now."""
-    layout.ensure(layout.ref_path(ref).parent)
-    atomic_write_json(
+    """Record that ``ref`` resolved to ``version`` now.
+
+    Raises
+    ------
+    CacheError
+        The cache cannot be written (``kind == "read_only"`` for a read-only cache).
+    """
+    layout.write_json(
         layout.ref_path(ref), {"version": version, "resolved_at": time.time(), **extra}
     )
 
@@ -288,6 +484,8 @@ def record_access(layout: CacheLayout, hit: bool) -> None:
         return
     try:
         os.write(fd, b"h" if hit else b"m")
+    except OSError:  # a full disk: counters are not worth failing a read for
+        pass
     finally:
         os.close(fd)
 

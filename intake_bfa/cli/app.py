@@ -37,11 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bfa",
         description="Binance USDT-M futures availability: pinned, verified, cached datasets.",
-        epilog="Configuration: BFA_REPO, BFA_API_URL, BFA_CACHE_DIR, GITHUB_TOKEN, BFA_OFFLINE, "
-        "BFA_TTL (see README). Example: bfa versions",
+        epilog="Configuration: BFA_SOURCE, BFA_REPO, BFA_API_URL, BFA_CACHE_DIR, GITHUB_TOKEN, "
+        "BFA_OFFLINE, BFA_TTL (see README). Example: bfa versions",
     )
     parser.add_argument("--version", action="version", version=f"intake-bfa {__version__}")
+    source_help = (
+        "read releases from this local folder instead of a release server (BFA_SOURCE): "
+        "what `bfa build` or `bfa demo` writes, or releases copied from another machine"
+    )
+    parser.add_argument("--source", metavar="DIR", help=source_help)
     common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a command's default must not erase `bfa --source DIR COMMAND`'s value.
+    common.add_argument("--source", metavar="DIR", default=argparse.SUPPRESS, help=source_help)
     common.add_argument("--repo", help="GitHub owner/name holding the releases (BFA_REPO)")
     common.add_argument("--api-url", help="GitHub API base URL (BFA_API_URL)")
     common.add_argument("--cache-dir", help="cache folder (BFA_CACHE_DIR)")

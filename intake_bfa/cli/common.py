@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def settings_from_args(args: argparse.Namespace):
-    """Settings from the shared ``--repo/--api-url/--cache-dir/--offline`` options."""
+    """Settings from the shared ``--repo/--api-url/--cache-dir/--offline/--source`` options."""
     from intake_bfa.config import get_settings
 
     return get_settings(
@@ -20,6 +23,7 @@ def settings_from_args(args: argparse.Namespace):
         api_url=args.api_url,
         cache_dir=args.cache_dir,
         offline=True if args.offline else None,
+        source=getattr(args, "source", None),
     )
 
 
@@ -78,6 +82,50 @@ def add_format_options(parser: argparse.ArgumentParser, what: str = "output") ->
                         help=f"{what} format (default text)")  # fmt: skip
     parser.add_argument("--json", dest="format", action="store_const", const="json",
                         help="same as --format json")  # fmt: skip
+
+
+def write_output(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write the file the user asked for (``--output FILE``) atomically.
+
+    ``write(fileobj)`` fills a temporary file beside ``path`` that then replaces it (a
+    missing folder is created); on failure nothing is left behind.
+
+    Raises
+    ------
+    OutputError
+        ``path`` cannot be written (read-only or uncreatable folder, full disk...): one
+        message naming the file, the cause and the fix.
+    """
+    from intake_bfa.cache.layout import atomic_writer, free_space, in_the_way, write_problem
+    from intake_bfa.display.text import human_size
+    from intake_bfa.errors import BfaError, OutputError
+
+    try:
+        return atomic_writer(path, write)
+    except BfaError:
+        raise
+    except OSError as err:
+        kind, code, cause = write_problem(err)
+        fix = "choose another --output"
+        if kind == "read_only":
+            why = f"folder {path.parent} is not writable ({cause}); {fix} or make it writable"
+        elif kind == "no_space":
+            free = human_size(free_space(path), "unknown")
+            why = f"no space left in {path.parent} ({cause}, free: {free}); free space or {fix}"
+        elif kind == "file_too_big":
+            why = f"the file exceeds the file-size limit ({cause}); raise it or {fix}"
+        elif kind == "not_a_folder":
+            why = f"{in_the_way(path.parent)} is not a folder ({cause}); {fix}"
+        else:
+            why = f"{cause}; {fix}"
+        raise OutputError(
+            f"cannot write {path}: {why}",
+            path=str(path),
+            kind=kind,
+            errno=code,
+            strerror=os.strerror(code) if code is not None else str(err),
+            filename=err.filename if err.filename is not None else str(path),
+        ) from err
 
 
 def wants_json(args: argparse.Namespace) -> bool:

@@ -21,7 +21,7 @@ from intake_bfa.display.text import dict_table, human_size
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from intake_bfa.releases import list_versions
+    from intake_bfa.resolve import list_versions
 
     versions = list_versions(settings=settings_from_args(args))
     if wants_json(args):
@@ -76,7 +76,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from intake_bfa.cli.demo import run_demo
 
-    return run_demo(symbols=args.symbols, keep=args.keep, quiet=args.quiet)
+    return run_demo(
+        folder=args.dir,
+        symbols=args.symbols,
+        serve=args.serve,
+        quiet=args.quiet,
+        cache_dir=args.cache_dir,
+    )
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -113,9 +119,19 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "demo",
         parents=[common],
-        help="walk through the product on a local, synthetic release (no internet)",
-        description="Start a local release server with SYNTHETIC sample data and walk the user "
-        "journey. Needs no internet. Example: bfa demo",
+        help="write SYNTHETIC sample releases to a folder, walk through them, print the line "
+        "that points the library at them (no internet)",
+        description="Write two SYNTHETIC sample releases to a persistent folder (the user data "
+        "folder by default), walk the user journey on them, and print the one line "
+        "(export BFA_SOURCE=...) that makes every example of the README and the quick start "
+        "run on them, in any shell or notebook. Needs no internet. --serve also serves them "
+        "through a local GitHub-like release server until Ctrl-C. Example: bfa demo",
+    )
+    p.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="folder for the demo releases (default: the user data folder, e.g. "
+        "~/.local/share/intake-bfa/demo)",
     )
     p.add_argument(
         "--symbols",
@@ -124,5 +140,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         default=200,
         help="symbols in the synthetic sample, 40-2000 (default 200)",
     )
-    p.add_argument("--keep", action="store_true", help="keep the demo's temporary folder")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the releases on 127.0.0.1 like GitHub until Ctrl-C, and print the "
+        "variables that point the library at that server",
+    )
     p.set_defaults(func=cmd_demo)

@@ -127,21 +127,21 @@ def emit(table: Any, args: argparse.Namespace, version: str) -> None:
         hidden = table.num_columns - len(keep)
         table = table.select(keep)
     if args.output:
-        from intake_bfa.cache.layout import atomic_writer
+        from intake_bfa.cli.common import write_output
 
         path = Path(args.output)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            atomic_writer(path, lambda fh: pq.write_table(table, fh, compression="zstd"))
+            write_output(path, lambda fh: pq.write_table(table, fh, compression="zstd"))
         elif fmt == "csv":
-            atomic_writer(path, lambda fh: _to_csv(table, fh))
+            write_output(path, lambda fh: _to_csv(table, fh))
         elif fmt == "json":
             data = _to_json(table)
-            atomic_writer(path, lambda fh: fh.write(data))
+            write_output(path, lambda fh: fh.write(data))
         else:
             text = render_table(table, max_rows=None, cell_width=None, note=f"version {version}")
-            atomic_writer(path, lambda fh: fh.write(text.encode()))
+            write_output(path, lambda fh: fh.write(text.encode()))
         if not args.quiet:
             print(f"wrote {table.num_rows:,} rows ({fmt}) to {path}", file=sys.stderr)
         return

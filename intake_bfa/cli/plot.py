@@ -65,7 +65,7 @@ def _figure(args: argparse.Namespace, q: Any):
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from intake_bfa.cache.layout import atomic_writer
+    from intake_bfa.cli.common import write_output
     from intake_bfa.plots import require_matplotlib
     from intake_bfa.query import Query
 
@@ -81,7 +81,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         # Without a CJK font, symbols such as 币安人生USDT get placeholder boxes; the
         # image is still right, and one warning per glyph would bury the output path.
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
-        atomic_writer(path, lambda fh: _save(fig, fh, fmt))
+        write_output(path, lambda fh: _save(fig, fh, fmt))
     print(path)
     return 0
 

@@ -30,7 +30,7 @@ from intake_bfa.cli.output import FORMATS, TTY_ROWS, choose_format, emit
 log = logging.getLogger(__name__)
 
 _DAY = "a UTC day, YYYY-MM-DD, inside the version's coverage"
-_SYMBOL = "a symbol as on Binance Vision, e.g. BTCUSDT, BTCUSDT_240329 (case-sensitive)"
+_SYMBOL = "a symbol as on Binance Vision, e.g. BTCUSDT, BTCUSDT_240329 (any case: btcusdt)"
 EXIT_STATUS = (
     "Exit status: 0 when the query ran (an empty answer too), 1 on errors (one line on "
     "stderr), 2 on usage errors."
@@ -136,6 +136,9 @@ def cmd_universe(args):
 
 
 def cmd_sql(args):
+    if args.remote and settings_from_args(args).source is not None:
+        log.info("the release folder is local: reading it without --remote")
+        args.remote = False
     if not args.remote:
         return _answer(args, lambda q: q.sql(args.query, database=args.database, as_relation=True))
     if args.database:

@@ -27,7 +27,7 @@ def _version_code(version: str, latest: bool) -> Html:
 
 
 def versions_html(versions: list[Any]) -> str:
-    """``_repr_html_`` of :func:`~intake_bfa.releases.list_versions`'s result."""
+    """``_repr_html_`` of :func:`~intake_bfa.resolve.list_versions`'s result."""
     rows = [
         [
             _version_code(v.version, v.latest),

@@ -31,7 +31,6 @@ delisting
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import logging
 import math
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from intake_bfa.filters import DateLike, as_date
 from intake_bfa.query import sql as S
 from intake_bfa.releases import missing_dataset_note
 from intake_bfa.resolve import pin
+from intake_bfa.symbols import match_symbols, parquet_symbols
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class Query:
             lo, hi = self._manifest.coverage
             self._coverage = (dt.date.fromisoformat(lo), dt.date.fromisoformat(hi))
         self._symbols: frozenset[str] | None = None
+        self._all_symbols: frozenset[str] | None = None
         self._quotes: frozenset[str] | None = None
         #: DuckDB settings applied to the locked SQL connection before it is locked,
         #: e.g. ``{"memory_limit": "1GB", "threads": 2}`` (a server bounds each query).
@@ -216,25 +217,18 @@ class Query:
         return self._symbols
 
     def _symbol(self, symbol: str) -> str:
+        """``symbol`` in its real spelling (see :func:`intake_bfa.symbols.match_symbols`)."""
         if not isinstance(symbol, str) or not symbol:
             raise QueryError(f"symbol must be a non-empty string, not {symbol!r}", symbol=symbol)
-        known = self._known_symbols()
-        if symbol in known:
+        if symbol in self._known_symbols():
             return symbol
         # The symbols table lists symbols that ever had a file; one whose every row is
-        # unavailable (e.g. a pair that never got a file) still has a timeline.
-        con = self._connection(["daily_availability"])
-        if con.execute(S.HAS_ROWS, [symbol]).fetchall():
-            return symbol
-        # Compare upper-cased so "btcusdt" suggests BTCUSDT; suggest the real spelling.
-        by_upper = {s.upper(): s for s in known}
-        close = difflib.get_close_matches(symbol.upper(), list(by_upper), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(by_upper[c] for c in close)}?" if close else ""
-        raise QueryError(
-            f"unknown symbol {symbol!r} in version {self.version}{hint}",
-            symbol=symbol,
-            suggestions=[by_upper[c] for c in close],
-        )
+        # unavailable (e.g. a pair that never got a file) still has a timeline, so the
+        # daily file's own symbols (read once per file) count too.
+        if self._all_symbols is None:
+            daily = parquet_symbols(self.path("daily_availability"), con=self._connection([]))
+            self._all_symbols = self._known_symbols() | daily
+        return match_symbols([symbol], self._all_symbols, version=self.version)[0]
 
     def _filters(
         self, quote: str | None, kind: str | None, listed_now: bool | None = None

@@ -165,7 +165,6 @@ UNIVERSE_ON_DAY = "w.on_day"
 UNIVERSE_MIN_VOLUME = " AND w.avg_quote_volume >= ?"
 
 KNOWN_SYMBOLS = 'SELECT "symbol" FROM "symbols"'
-HAS_ROWS = 'SELECT 1 FROM "daily_availability" WHERE "symbol" = ? LIMIT 1'
 RANKED = 'SELECT 1 FROM "volume_rankings" WHERE "symbol" = ? LIMIT 1'
 KNOWN_QUOTES = 'SELECT DISTINCT "quote_asset" FROM "symbols" WHERE "quote_asset" IS NOT NULL'
 COVERAGE = 'SELECT MIN("date"), MAX("date") FROM "daily_availability"'

@@ -92,6 +92,12 @@ def remote_tables(version: str = "latest", *, settings: Settings | None = None) 
 
 
 def _manifest(version: str, settings: Settings) -> Any:
+    if settings.source is not None:
+        raise QueryError(
+            f"release folder {settings.source} is local: there is nothing to read remotely; "
+            "drop --remote / remote=True (its files are copied into the cache, verified, once)",
+            source=str(settings.source),
+        )
     if settings.offline:
         raise offline_error(settings, "a remote query")
     return release_manifest(version, settings)
@@ -207,7 +213,9 @@ def remote_relation(
     """A lazy DuckDB relation over a release's Parquet asset, read by range requests.
 
     Same filters as :func:`intake_bfa.datasets.to_duckdb` (values bound as parameters);
-    ``to_duckdb(..., remote=True)`` calls this.
+    ``to_duckdb(..., remote=True)`` calls this. Symbols are filtered as given, not checked
+    against the file (listing them would read its whole ``symbol`` column): a symbol in
+    another case, or unknown, gives no rows.
 
     Parameters
     ----------
