@@ -159,3 +159,42 @@ def test_data_version_never_collides_with_the_programs_version(published):
     old = run_cli("fetch", "symbols", "--version", V_OLD)
     assert old.returncode == 0 and old.stdout == new.stdout
     assert f"write --data-version {V_OLD}" in old.stderr
+
+
+def test_demo_serve_serves_the_folder_like_github_until_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+
+    folder = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intake_bfa.cli", "demo", "--serve", "--symbols", "40",
+         "--dir", str(folder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        exports = None
+        deadline = time.monotonic() + 120
+        while exports is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("export BFA_API_URL="):
+                exports = dict(kv.split("=", 1) for kv in line.split()[1:])
+        assert exports is not None, proc.stderr.read() if proc.poll() is not None else ""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BFA_")}
+        env.update(exports, BFA_CACHE_DIR=str(tmp_path / "cache"))
+        out = subprocess.run(
+            [sys.executable, "-m", "intake_bfa.cli", "versions", "--format", "json"],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert [v["version"] for v in json.loads(out.stdout)] == ["2026-11-23", "2026-11-20"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0
