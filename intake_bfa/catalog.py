@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from intake_bfa.errors import CatalogError
 from intake_bfa.schema import DATASETS
+from intake_bfa.untrusted import load_yaml
 
 if TYPE_CHECKING:  # pragma: no cover
     from intake_bfa.cache.admin import DatasetState
@@ -134,17 +135,48 @@ def _validate(doc: Any, where: str) -> None:
         raise CatalogError(
             f"{where}: 'version: 2' is required (Intake 2 catalog), found {doc.get('version')!r}",
             path=where,
+            field="version",
         )
-    for key in ("entries", "data", "aliases"):
-        if not isinstance(doc.get(key, {}), dict):
-            raise CatalogError(f"{where}: '{key}' must be a mapping", path=where)
+    for key in ("entries", "data", "aliases", "user_parameters", "metadata"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise CatalogError(
+                f"{where}: '{key}' must be a mapping, found {type(doc[key]).__name__}",
+                path=where,
+                field=key,
+            )
+        doc[key] = doc.get(key) or {}
+    for key in ("entries", "data", "aliases", "user_parameters"):
+        for name in doc[key]:
+            if not isinstance(name, str):
+                raise CatalogError(
+                    f"{where}: {key} has a key {name!r} that is not a string",
+                    path=where,
+                    field=key,
+                )
     from intake import import_name
 
     for section, field in (("entries", "reader"), ("data", "datatype")):
-        for name, item in doc.get(section, {}).items():
-            target = item.get(field) if isinstance(item, dict) else None
+        for name, item in doc[section].items():
+            if not isinstance(item, dict):
+                raise CatalogError(
+                    f"{where}: {section}.{name} must be a mapping, found {type(item).__name__}",
+                    path=where,
+                    field=f"{section}.{name}",
+                )
+            target = item.get(field)
             if not isinstance(target, str):
-                raise CatalogError(f"{where}: {section}.{name} has no '{field}'", path=where)
+                raise CatalogError(
+                    f"{where}: {section}.{name} has no '{field}'",
+                    path=where,
+                    field=f"{section}.{name}.{field}",
+                )
+            for key in ("kwargs", "metadata", "user_parameters"):
+                if not isinstance(item.get(key) or {}, dict):
+                    raise CatalogError(
+                        f"{where}: {section}.{name}.{key} must be a mapping",
+                        path=where,
+                        field=f"{section}.{name}.{key}",
+                    )
             try:
                 import_name(target)
             except (ImportError, AttributeError, ValueError) as err:
@@ -152,12 +184,22 @@ def _validate(doc: Any, where: str) -> None:
                     f"{where}: {section}.{name}: cannot import {field} {target!r} ({err}); "
                     "is the package providing it installed?",
                     path=where,
+                    field=f"{section}.{name}.{field}",
                 ) from None
-    for alias, key in doc.get("aliases", {}).items():
-        if key not in doc.get("entries", {}) and key not in doc.get("data", {}):
-            raise CatalogError(f"{where}: alias {alias!r} points to missing {key!r}", path=where)
-    for key in ("user_parameters", "metadata", "entries", "data", "aliases"):
-        doc.setdefault(key, {})
+    for alias, key in doc["aliases"].items():
+        if not isinstance(key, str):
+            raise CatalogError(
+                f"{where}: alias {alias!r} must name an entry, found {type(key).__name__} "
+                f"{key!r:.60}",
+                path=where,
+                field=f"aliases.{alias}",
+            )
+        if key not in doc["entries"] and key not in doc["data"]:
+            raise CatalogError(
+                f"{where}: alias {alias!r} points to missing {key!r}",
+                path=where,
+                field=f"aliases.{alias}",
+            )
 
 
 def _catalog_class():
@@ -242,12 +284,15 @@ def open_catalog(path: str | os.PathLike | None = None, *, source: str | os.Path
             raise CatalogError(f"cannot read catalog {where}: {err}", path=where) from None
         catalog_dir = str(Path(where).resolve().parent)
     try:
-        doc = yaml.safe_load(text)
+        # Depth-limited: a document nested thousands deep, or an alias bomb, is refused.
+        doc = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise CatalogError(f"{where}: invalid YAML{at}: {problem}", path=where) from None
+    except ValueError as err:
+        raise CatalogError(f"{where}: refused: the YAML is {err}", path=where) from None
     _validate(doc, where)
     if source is not None:
         from intake_bfa.config import check_source

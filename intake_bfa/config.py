@@ -159,7 +159,7 @@ def parse_duration(name: str, raw: str | float | int) -> float:
 
 def check_repo(repo: str, source: str = "repo") -> str:
     """Validate an ``owner/name`` repository string."""
-    if not isinstance(repo, str) or not _REPO_RE.match(repo) or ".." in repo:
+    if not isinstance(repo, str) or not _REPO_RE.fullmatch(repo) or ".." in repo:
         raise ConfigError(
             f"{source}={repo!r} is not a GitHub repository; use the form owner/name "
             f"(for example {DEFAULT_REPO})",

@@ -26,7 +26,6 @@ import email.utils
 import functools
 import http.client
 import io
-import json
 import logging
 import os
 import random
@@ -43,6 +42,7 @@ from urllib.parse import urljoin, urlsplit
 from intake_bfa import __version__
 from intake_bfa.config import Settings, url_origin
 from intake_bfa.errors import AuthenticationError, DownloadError, RateLimitError
+from intake_bfa.untrusted import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +272,40 @@ class _Chunks:
 
 def safe_url(url: str) -> str:
     """A URL fit for logs and error messages: no query string (signatures) or userinfo."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except (TypeError, ValueError):  # not a string, a bad port, a broken IPv6 literal
+        return "<malformed URL>"
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+#: The only schemes followed: urllib would also open ``file://``, ``ftp://`` and ``data:``.
+_SCHEMES = ("http", "https")
+
+
+def _check_scheme(current: str, url: str, method: str, status: int | None) -> None:
+    """Refuse a URL, or the target of a redirect answered ``status``, that is not http(s).
+
+    A refused redirect carries that status, so it is not taken for a network failure.
+    """
+    try:
+        scheme = urlsplit(current).scheme.lower() if isinstance(current, str) else ""
+    except ValueError:
+        scheme = ""
+    if scheme in _SCHEMES:
+        return
+    shown = current if isinstance(current, str) else repr(current)
+    what = f"{safe_url(url)} redirected to" if status else "the download URL is"
+    raise DownloadError(
+        f"{what} {shown[:200]!r}, not an http(s) URL: refused (only http and https are "
+        f"followed){'' if method == 'GET' else f' for {method}'}",
+        url=safe_url(url) if status else shown[:200],
+        status=status,
+        retryable=False,
+    )
 
 
 def open_url(
@@ -336,7 +365,9 @@ def open_url(
     trusted = {settings.api_origin} if token_origins is None else set(token_origins)
     timeouts = _Timeouts(settings.connect_timeout, settings.timeout, deadline)
     current = url
+    redirected: int | None = None  # the status of the redirect that led to ``current``
     for _ in range(_MAX_REDIRECTS + 1):
+        _check_scheme(current, url, method, redirected)
         req = _Request(current, method=method, timeouts=timeouts)
         req.add_header("User-Agent", USER_AGENT)
         for key, value in (headers or {}).items():
@@ -351,7 +382,8 @@ def open_url(
             resp = _OPENER.open(req, timeout=settings.connect_timeout)
         except urllib.error.HTTPError as err:
             resp = err
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+            # ValueError: a URL http.client cannot send (non-ASCII host or path, bad port).
             reason = getattr(err, "reason", err)
             raise DownloadError(
                 f"could not reach {_where(method, current)}: {reason}; {advice.unreachable}",
@@ -359,7 +391,9 @@ def open_url(
                 status=None,
                 # Refused and unresolvable hosts fail the same way a moment later: fail fast
                 # (and fall back to the cache). Resets and timeouts are worth retrying.
-                retryable=not isinstance(reason, ConnectionRefusedError | socket.gaierror),
+                retryable=not isinstance(
+                    reason, ConnectionRefusedError | socket.gaierror | ValueError
+                ),
             ) from None
         status = resp.status if hasattr(resp, "status") else resp.code
         if status in _REDIRECTS and data is None:
@@ -371,7 +405,11 @@ def open_url(
                     url=safe_url(url),
                     status=status,
                 )
-            current = urljoin(current, location)
+            try:
+                current = urljoin(current, location)
+            except ValueError:  # a Location no URL can be made of (a broken IPv6 host)
+                current = location
+            redirected = status
             continue
         if status in ok:
             return Response(status=status, headers=resp.headers, url=current, stream=resp)
@@ -427,7 +465,7 @@ def _raise_for_status(
         resp.close()
     message = ""
     try:
-        message = str(json.loads(body).get("message") or "")
+        message = str(loads_json(body).get("message") or "")[:200]
     except (ValueError, AttributeError):
         message = body.decode("utf-8", "replace").strip()[:200]
     headers = resp.headers
@@ -521,10 +559,11 @@ def api_get(
     if resp.status != 200:
         return resp.status, None, resp.headers
     try:
-        return resp.status, json.loads(body), resp.headers
-    except ValueError:
+        return resp.status, loads_json(body), resp.headers
+    except ValueError as err:
         raise DownloadError(
-            f"{safe_url(url)} did not answer JSON; is BFA_API_URL a GitHub REST API base?",
+            f"{safe_url(url)} did not answer usable JSON ({str(err)[:200]}); is BFA_API_URL "
+            "a GitHub REST API base?",
             url=safe_url(url),
             status=resp.status,
         ) from None

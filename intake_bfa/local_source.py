@@ -46,6 +46,7 @@ from intake_bfa.releases import (
     Release,
     synthesize_rolling,
 )
+from intake_bfa.untrusted import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _read_dated(folder: Path) -> FolderRelease:
     path = folder / MANIFEST_NAME
     try:
         body = path.read_bytes()
-        doc = json.loads(body)
+        doc = loads_json(body)
     except (OSError, ValueError) as err:
         raise ManifestError(
             f"cannot read {path}: {err}; rebuild the release folder or copy it again",

@@ -32,10 +32,15 @@ from intake_bfa.errors import (
 )
 from intake_bfa.http import api_get_json, safe_url
 from intake_bfa.manifest import MANIFEST_NAME, check_asset_name
+from intake_bfa.untrusted import loads_json
 
 log = logging.getLogger(__name__)
 
-DATED_TAG_RE = re.compile(r"^data-(\d{4}-\d{2}-\d{2})$")
+# ASCII digits only: "\d" matches "２" too, and such a version breaks every URL it enters.
+DATED_TAG_RE = re.compile(r"^data-([0-9]{4}-[0-9]{2}-[0-9]{2})\Z")
+#: The start of an API timestamp (``2026-11-20T06:00:00Z``), which a rolling version is made of.
+_TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_DATE_ONLY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ROLLING_TAG = "latest"
 ROLLING_DB_ASSETS = ("availability.duckdb.gz", "availability.duckdb")
 ROLLING_RANKINGS_ASSET = "volume-rankings-timeseries.parquet"
@@ -118,57 +123,158 @@ def release_body_metadata(meta: dict[str, Any]) -> str:
 
 
 def _body_meta(body: str | None) -> dict[str, Any]:
+    """The metadata a publisher embedded in a release body; what is malformed is left out.
+
+    It only saves reading manifests for ``bfa versions``, so a bad value is dropped (and
+    logged), never an error.
+    """
     match = _META_RE.search(body or "")
     if not match:
         return {}
     try:
-        meta = json.loads(match.group(1))
-    except ValueError:
+        meta = loads_json(match.group(1))
+    except ValueError as err:
+        log.debug("ignoring release body metadata: %s", err)
         return {}
-    return meta if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, value in meta.items():
+        if key == "coverage":
+            ok = (
+                isinstance(value, dict)
+                and all(isinstance(value.get(k), str) for k in ("start", "end"))
+                and all(_DATE_ONLY_RE.fullmatch(value[k]) for k in ("start", "end"))
+            )
+        elif key == "rows":
+            ok = value is None or (type(value) is int and value >= 0)
+        elif key == "synthetic":
+            ok = isinstance(value, bool)
+        else:
+            ok = True
+        if ok:
+            kept[key] = value
+        else:
+            log.debug("ignoring release body metadata %s=%r", key, value)
+    return kept
 
 
-def _parse_asset(raw: dict[str, Any]) -> Asset | None:
-    try:
-        name = check_asset_name(raw["name"], "release asset")
-    except (KeyError, ManifestError):
-        log.warning("skipping release asset with unsafe name %r", raw.get("name"))
-        return None
-    digest = raw.get("digest") or ""
-    sha = digest[7:].lower() if digest.startswith("sha256:") else None
-    return Asset(
-        name=name,
-        size=int(raw.get("size") or 0),
-        sha256=sha,
-        download_url=raw.get("browser_download_url", ""),
-        api_url=raw.get("url", ""),
-        updated_at=raw.get("updated_at") or raw.get("created_at") or "",
+def _malformed(source: str, field: str, message: str, **context: Any) -> ManifestError:
+    return ManifestError(
+        f"{source}: {field} {message}; the release is malformed, report it to its publisher",
+        source=source,
+        field=field,
+        **context,
     )
 
 
-def parse_release(raw: dict[str, Any]) -> Release | None:
-    """Turn one API release object into a :class:`Release`, or None if it holds no dataset."""
-    if raw.get("draft") or raw.get("prerelease"):
+def _optional(raw: dict[str, Any], key: str, kind: type, source: str) -> Any:
+    """``raw[key]`` if absent, None or a ``kind`` (a bool is no int); else a ManifestError."""
+    value = raw.get(key)
+    if value is None or (isinstance(value, kind) and not (kind is int and type(value) is bool)):
+        return value
+    raise _malformed(
+        source, key, f"must be {kind.__name__}, got {type(value).__name__} {value!r:.60}"
+    )
+
+
+def _parse_asset(raw: Any, where: str) -> Asset | None:
+    """One asset of a release; None (with a warning) if its name is unsafe.
+
+    Raises
+    ------
+    ManifestError
+        The asset is not an object or a field has the wrong type or range.
+    """
+    if not isinstance(raw, dict):
+        raise _malformed(where, "asset", f"must be an object, got {type(raw).__name__}")
+    try:
+        name = check_asset_name(raw.get("name"), f"{where}.name")
+    except ManifestError as err:
+        log.warning("skipping release asset: %s", err)
         return None
-    tag = raw.get("tag_name") or ""
-    assets = {a.name: a for a in map(_parse_asset, raw.get("assets") or []) if a}
+    where = f"{where} ({name!r})"
+    size = _optional(raw, "size", int, where)
+    if size is not None and size < 0:
+        raise _malformed(where, "size", f"must not be negative, got {size}")
+    digest = _optional(raw, "digest", str, where) or ""
+    sha = digest[7:].lower() if digest.startswith("sha256:") else None
+    stamp = _optional(raw, "updated_at", str, where) or _optional(raw, "created_at", str, where)
+    return Asset(
+        name=name,
+        size=size or 0,
+        sha256=sha,
+        download_url=_optional(raw, "browser_download_url", str, where) or "",
+        api_url=_optional(raw, "url", str, where) or "",
+        updated_at=stamp or "",
+    )
+
+
+def parse_release(raw: Any, *, source: str = "release") -> Release | None:
+    """Turn one API release object into a :class:`Release`, or None if it holds no dataset.
+
+    Parameters
+    ----------
+    raw
+        The release as the API answers it.
+    source
+        Where it comes from (URL, and position in a list), for messages.
+
+    Returns
+    -------
+    Release or None
+        None for drafts, prereleases and releases of no layout of ours.
+
+    Raises
+    ------
+    ManifestError
+        The release is not an object, or a field has the wrong type or range (``tag_name``
+        not a string, ``assets`` not a list, an asset's ``size`` not an integer...); the
+        message names the field and ``source``.
+    """
+    if not isinstance(raw, dict):
+        raise _malformed(source, "release", f"must be an object, got {type(raw).__name__}")
+    tag = raw.get("tag_name")
+    if not isinstance(tag, str):
+        raise _malformed(source, "tag_name", f"must be a string, got {tag!r:.60}")
+    source = f"{source} (tag {tag!r:.80})"
+    if _optional(raw, "draft", bool, source) or _optional(raw, "prerelease", bool, source):
+        return None
+    body = _optional(raw, "body", str, source)
+    published_at = _optional(raw, "published_at", str, source)
+    raw_assets = _optional(raw, "assets", list, source) or []
+    assets = {}
+    for i, raw_asset in enumerate(raw_assets):
+        asset = _parse_asset(raw_asset, f"{source}: assets[{i}]")
+        if asset is not None:
+            assets[asset.name] = asset
     dated = DATED_TAG_RE.match(tag)
     if dated and MANIFEST_NAME in assets:
         layout, version = "dated", dated.group(1)
     elif tag == ROLLING_TAG and any(n in assets for n in ROLLING_DB_ASSETS):
         layout = "rolling"
-        stamps = [a.updated_at for n, a in assets.items() if n in (*ROLLING_DB_ASSETS,)]
+        stamps = []
+        for name in ROLLING_DB_ASSETS:
+            if name in assets:
+                stamp = assets[name].updated_at
+                if not _TIMESTAMP_RE.match(stamp):
+                    raise _malformed(
+                        f"{source}: asset {name!r}",
+                        "updated_at",
+                        f"must be a timestamp like 2026-11-20T06:00:00Z, got {stamp!r:.60}",
+                    )
+                stamps.append(stamp)
         stamp = max(stamps).replace("-", "").replace(":", "")
-        version = f"rolling-{stamp[:15]}Z" if len(stamp) >= 15 else "rolling-00000000T000000Z"
+        version = f"rolling-{stamp[:15]}Z"
     else:
         return None
     return Release(
         version=version,
         tag=tag,
         layout=layout,
-        published_at=raw.get("published_at"),
+        published_at=published_at,
         assets=assets,
-        meta=_body_meta(raw.get("body")),
+        meta=_body_meta(body),
     )
 
 
@@ -207,6 +313,9 @@ def fetch_releases(
 ) -> list[Release]:
     """Dataset releases of the repository, newest first, in one conditional API request.
 
+    A malformed release in the list (not an object, a field of the wrong type) is skipped
+    with a warning naming its position, tag and field, so it cannot hide the others.
+
     ``deadline`` (absolute :func:`time.monotonic` time) bounds the request, retries
     included; see :func:`intake_bfa.http.api_get_json`.
     """
@@ -242,7 +351,17 @@ def fetch_releases(
             if err.kind != "read_only":
                 raise
             log.debug("release list not stored: %s", err)
-    releases = [r for r in map(parse_release, raw_list) if r]
+    releases = []
+    where = safe_url(settings.api_url + path)
+    for i, raw in enumerate(raw_list):
+        # One malformed release must not hide the good ones: it is skipped, and said so.
+        try:
+            release = parse_release(raw, source=f"{where} [{i}]")
+        except ManifestError as err:
+            log.warning("skipping release: %s", err)
+            continue
+        if release is not None:
+            releases.append(release)
     # Dated versions first (newest date first), then the rolling one.
     return sorted(releases, key=lambda r: (r.layout == "dated", r.version), reverse=True)
 
@@ -271,13 +390,21 @@ def find_release(
 
     ``deadline`` (absolute :func:`time.monotonic` time) bounds the lookup, retries
     included; see :func:`intake_bfa.http.api_get_json`.
+
+    Raises
+    ------
+    ManifestError
+        The API's release for that tag is malformed (the message names the field); in a
+        release *list*, a malformed release is skipped with a warning instead.
+    VersionNotFoundError
+        No release holds ``version``.
     """
     if DATED_TAG_RE.match(f"data-{version}"):
-        status, data, _ = api_get_json(
-            settings, f"/repos/{settings.repo}/releases/tags/data-{version}", deadline=deadline
-        )
-        if status == 200 and isinstance(data, dict):
-            release = parse_release(data)
+        path = f"/repos/{settings.repo}/releases/tags/data-{version}"
+        status, data, _ = api_get_json(settings, path, deadline=deadline)
+        if status == 200:
+            # The release asked for: malformed, it is an error naming the field.
+            release = parse_release(data, source=safe_url(settings.api_url + path))
             if release and release.version == version:
                 return release
     releases = fetch_releases(settings, layout, deadline=deadline)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
 import re
@@ -40,13 +39,15 @@ from intake_bfa.releases import (
     find_release,
     synthesize_rolling,
 )
+from intake_bfa.untrusted import loads_json
 
 log = logging.getLogger(__name__)
 
 #: What to do when data is missing while offline on purpose (BFA_OFFLINE=1 or --offline).
 OFFLINE_FIX = "unset BFA_OFFLINE (or drop --offline) and run again to download it"
 
-_PINNED_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}|rolling-\d{8}T\d{6}Z)$")
+# ASCII digits only ("\d" matches "２"), and nothing after the version (not even "\n").
+_PINNED_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|rolling-[0-9]{8}T[0-9]{6}Z")
 
 
 def _fallback_latest(layout: CacheLayout, reason: str, cause: Exception | None) -> str:
@@ -244,7 +245,7 @@ def _read_only_latest(
 def _check_pinned(version: str) -> str:
     if isinstance(version, str) and version.startswith("data-"):
         version = version[5:]  # accept the tag name too
-    if not isinstance(version, str) or not _PINNED_RE.match(version):
+    if not isinstance(version, str) or not _PINNED_RE.fullmatch(version):
         raise VersionNotFoundError(
             f"{version!r} is not a dataset version; use 'latest', a date like 2026-11-20, "
             "or a name from `bfa versions`",
@@ -310,11 +311,12 @@ def get_manifest(settings: Settings, version: str, release: Release | None = Non
                     actual=actual,
                 )
         try:
-            doc = json.loads(body)
-        except ValueError:
+            doc = loads_json(body)
+        except ValueError as err:
             raise ManifestError(
-                f"{MANIFEST_NAME} of release {release.tag} is not valid JSON; the release is "
-                "malformed, report it to its publisher or pin another version",
+                f"{MANIFEST_NAME} of release {release.tag} ({safe_url(asset.download_url)}) "
+                f"is not valid JSON ({err}); the release is malformed, report it to its "
+                "publisher or pin another version",
                 source=safe_url(asset.download_url),
             ) from None
     manifest = parse_manifest(doc, source=f"{settings.repo}@{release.tag}/{MANIFEST_NAME}")

@@ -14,6 +14,9 @@ from intake_bfa.errors import DatasetNotFoundError, nearest
 MANIFEST_SCHEMA_VERSION = 1
 #: The first UTC day for which Binance Vision has USDT-M daily klines.
 FIRST_DATE = "2019-12-31"
+#: The tables a consumer can compute from the release's database (``derived_from`` in a
+#: manifest): exactly the keys of :data:`intake_bfa.derive.DERIVED_SQL`.
+DERIVABLE = ("daily_availability", "symbols")
 
 DAILY_AVAILABILITY_COLUMNS: dict[str, tuple[str, str]] = {
     "date": ("DATE", "UTC day"),

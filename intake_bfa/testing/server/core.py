@@ -300,6 +300,7 @@ class ReleaseServer:
         headers: Mapping[str, str] | None = None,
         after_bytes: int = 0,
         delay: float = 0.0,
+        body: bytes | str = b"",
     ) -> None:
         """Queue a fault for the next ``times`` requests on ``origin`` matching a regex.
 
@@ -318,10 +319,12 @@ class ReleaseServer:
             out a write, then answers ``status`` instead. On ``"uploads"``, ``"reset"`` and
             ``"truncate"`` cut the connection after receiving ``after_bytes`` of the upload
             (nothing is stored), and ``"status"`` answers before reading the body.
+            ``"body"`` answers ``status`` with ``body`` as it is (JSON content type on the
+            API): any release list, release or asset a real server would never send.
         times : int
             Number of matching requests the fault applies to.
-        status, headers, after_bytes, delay
-            Parameters of the fault kinds above.
+        status, headers, after_bytes, delay, body
+            Parameters of the fault kinds above (``body`` text is sent as UTF-8).
         """
         self._faults.add(
             origin,
@@ -332,4 +335,5 @@ class ReleaseServer:
             headers=headers,
             after_bytes=after_bytes,
             delay=delay,
+            body=body.encode("utf-8") if isinstance(body, str) else body,
         )

@@ -1,6 +1,6 @@
 """Fault injection: the queue of pending faults and how each kind bends a response.
 
-``"status"`` and ``"expired"`` replace the response outright and ``"lost_response"`` replaces it
+``"status"``, ``"expired"`` and ``"body"`` replace the response outright and ``"lost_response"`` replaces it
 after the request took effect (:meth:`FaultQueue.middleware`), ``"ignore_range"`` is honoured by
 the object store (:func:`ignores_range`), and ``"reset"``, ``"truncate"``, ``"slow"`` and
 ``"corrupt"`` act on the body while it streams (:func:`send`), or, on the uploads origin, on the
@@ -23,13 +23,13 @@ from typing import Any
 
 from aiohttp import web
 
-from intake_bfa.testing.server.errors import api_error, expired
+from intake_bfa.testing.server.errors import JSON_TYPE, api_error, expired
 
 log = logging.getLogger(__package__)
 
 # fmt: off
 KINDS = ("status", "reset", "truncate", "slow", "ignore_range", "expired", "corrupt",
-         "lost_response")
+         "lost_response", "body")
 # fmt: on
 
 
@@ -42,6 +42,7 @@ class Fault:
     headers: dict[str, str]
     after_bytes: int
     delay: float
+    body: bytes = b""
 
 
 # The fault picked for the request being handled: aiohttp runs each request in its own task
@@ -84,12 +85,20 @@ class FaultQueue:
         headers: Mapping[str, str] | None,
         after_bytes: int,
         delay: float,
+        body: bytes = b"",
     ) -> None:
         """Queue a fault; see :meth:`~.ReleaseServer.inject` for the parameters."""
         if origin not in self._queues or kind not in KINDS or times < 1:
             raise ValueError(f"bad fault {kind!r} on origin {origin!r} (times={times})")
         f = Fault(
-            re.compile(path_regex), kind, times, status, dict(headers or {}), after_bytes, delay
+            re.compile(path_regex),
+            kind,
+            times,
+            status,
+            dict(headers or {}),
+            after_bytes,
+            delay,
+            bytes(body),
         )
         with self._lock:
             self._queues[origin].append(f)
@@ -122,6 +131,12 @@ class FaultQueue:
                 return resp
             if fault is not None and fault.kind == "expired":
                 return expired()
+            if fault is not None and fault.kind == "body":
+                # Any bytes as the answer: a hostile or broken server (odd JSON, say).
+                ctype = JSON_TYPE if origin in ("api", "uploads") else "application/octet-stream"
+                resp = web.Response(status=fault.status, body=fault.body)
+                resp.headers.update({"Content-Type": ctype, **fault.headers})
+                return resp
             resp = await handler(request)
             if fault is not None and fault.kind == "lost_response" and not resp.prepared:
                 # The write happened, but the client hears an error (a proxy timing out):
