@@ -187,9 +187,9 @@ def diff_files(
     -------
     ReleaseDiff
     """
-    import duckdb
+    from intake_bfa import interrupt
 
-    con = duckdb.connect()
+    con = interrupt.connect()
     try:
         paths = {"old": str(old), "new": str(new)}
         counts = con.execute(_SUMMARY_SQL, paths).fetchone()

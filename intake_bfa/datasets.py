@@ -14,7 +14,13 @@ from typing import Any
 
 from intake_bfa.cache.layout import CacheLayout, file_lock, record_access, sidecar_path
 from intake_bfa.config import Settings, get_settings
-from intake_bfa.errors import DatasetNotFoundError, IntegrityError, NotCachedError, QueryError
+from intake_bfa.errors import (
+    BfaError,
+    DatasetNotFoundError,
+    IntegrityError,
+    NotCachedError,
+    QueryError,
+)
 from intake_bfa.extras import require
 from intake_bfa.filters import DateLike, plan_filters, select_sql
 from intake_bfa.manifest import Manifest
@@ -94,6 +100,7 @@ def ensure_local(
         )
     layout.ensure(final.parent)
     with file_lock(layout, manifest.version, entry.local_name):
+        _remove_leftovers(layout, manifest, entry, final)
         if final.exists():  # another process finished it while we waited
             return final
         if entry.derived_from:
@@ -105,6 +112,21 @@ def ensure_local(
                 _warn_anomalies(layout, manifest, final)
             return final
         return _download_entry(settings, manifest, layout, entry, final, callback)
+
+
+def _remove_leftovers(layout: CacheLayout, manifest: Manifest, entry, final: Path) -> None:
+    """Clean what killed attempts at this file left (its lock is held: they are dead).
+
+    The verified download (a ``.gz``) and a resumable ``.part`` are kept: only temporary
+    files and a hash sidecar without its file go.
+    """
+    from intake_bfa.fetch import remove_leftovers
+
+    targets = [final]
+    if entry.asset and entry.asset != entry.local_name:
+        targets.append(layout.file_path(manifest.version, entry.asset))
+    for target in targets:
+        remove_leftovers(target)
 
 
 def _warn_anomalies(layout: CacheLayout, manifest: Manifest, daily: Path) -> None:
@@ -125,44 +147,106 @@ def _warn_anomalies(layout: CacheLayout, manifest: Manifest, daily: Path) -> Non
 
 
 def _download_entry(settings, manifest, layout, entry, final: Path, callback: Any) -> Path:
-    from intake_bfa.fetch import asset_urls, copy_verified, decompress, download
+    from intake_bfa.fetch import copy_verified, decompress
 
     asset_path = layout.file_path(manifest.version, entry.asset)
-    try:
-        if settings.source is not None:
-            from intake_bfa.local_source import asset_file
+    if settings.source is not None:
+        from intake_bfa.local_source import asset_file
 
-            src = asset_file(settings, manifest, entry.asset)
-            copy_verified(
-                src,
-                asset_path,
-                size=entry.size,
-                sha256=entry.sha256,
-                callback=callback,
-                cache_dir=layout.root,
-            )
-        else:
-            urls = asset_urls(settings, manifest, entry.asset, entry.urls)
-            download(
-                urls, asset_path, settings, size=entry.size, sha256=entry.sha256, callback=callback
-            )
-    except IntegrityError as err:
-        if settings.source is not None:
-            raise
-        if manifest.layout == "rolling":
-            raise IntegrityError(
-                f"{entry.asset} of {settings.repo} changed since version {manifest.version} was "
-                "resolved (the rolling release is replaced daily); use version='latest' or "
-                "`bfa cache refresh`",
-                **err.context,
-            ) from err
-        raise
+        src = asset_file(settings, manifest, entry.asset)
+        copy_verified(
+            src,
+            asset_path,
+            size=entry.size,
+            sha256=entry.sha256,
+            callback=callback,
+            cache_dir=layout.root,
+        )
+    else:
+        _download_asset(settings, manifest, entry, asset_path, callback)
     if entry.compression:
+        # A failure here (a full disk: CacheError) keeps the verified download for next time.
         decompress(asset_path, final, entry.compression, callback=callback, cache_dir=layout.root)
         # The verified, decompressed file (with its own sidecar) is what we read.
         asset_path.unlink(missing_ok=True)
         sidecar_path(asset_path).unlink(missing_ok=True)
     return final
+
+
+def _download_asset(settings, manifest, entry, asset_path: Path, callback: Any) -> None:
+    """Download ``entry``'s asset; on the rolling layout, tell a replacement from bad bytes.
+
+    The rolling release is re-uploaded under the same URL, so wrong bytes there may be a
+    new upload (the version resolved earlier is gone) or damage in transit. One API call
+    tells which: a replacement is reported as such at once; otherwise the file is
+    downloaded once more, and if that fails too the bytes were damaged on the way.
+    """
+    from intake_bfa.fetch import asset_urls, download
+
+    def fetch() -> None:
+        urls = asset_urls(settings, manifest, entry.asset, entry.urls)
+        download(
+            urls, asset_path, settings, size=entry.size, sha256=entry.sha256, callback=callback
+        )
+
+    try:
+        return fetch()
+    except IntegrityError as err:
+        if manifest.layout != "rolling":
+            raise
+        first = err
+    replaced, why = _rolling_replaced(settings, entry)
+    if replaced:
+        raise IntegrityError(
+            f"{entry.asset} of {settings.repo} changed since version {manifest.version} was "
+            f"resolved: the rolling release was re-uploaded ({why}); run `bfa cache refresh` "
+            "(or set BFA_TTL=0) and read version='latest' again",
+            **first.context,
+        ) from first
+    log.warning("%s; downloading %s again (%s)", str(first).splitlines()[0], entry.asset, why)
+    try:
+        return fetch()
+    except IntegrityError as err:
+        if replaced is None:
+            verdict = (
+                f"arrived damaged twice, and whether the release was replaced is unknown "
+                f"({why}); run `bfa cache refresh` and retry"
+            )
+        else:
+            verdict = (
+                f"arrived damaged twice, though {why}: its bytes were corrupted in transit "
+                "(the network, a proxy or a mirror), not replaced. Retry later or from "
+                "another network"
+            )
+        # What arrived (the mismatch and its figures), then our verdict instead of the
+        # generic advice closing the message.
+        lines = str(err).splitlines()
+        what = "\n".join(lines[:-1] if len(lines) > 1 else lines)
+        raise IntegrityError(
+            f"{what}\nnothing was cached: {entry.asset} of {settings.repo} {verdict}",
+            **err.context,
+        ) from err
+
+
+def _rolling_replaced(settings: Settings, entry) -> tuple[bool | None, str]:
+    """Whether the rolling release's ``entry.asset`` now differs from the manifest's, and why.
+
+    One conditional API request for the release list. None when the release server
+    cannot say (the reason tells why).
+    """
+    from intake_bfa.releases import fetch_releases
+
+    try:
+        releases = fetch_releases(settings, CacheLayout(settings))
+    except BfaError as err:  # the diagnosis must not hide the integrity failure
+        return None, f"could not ask the release server: {err}"
+    rolling = next((r for r in releases if r.layout == "rolling"), None)
+    asset = rolling.assets.get(entry.asset) if rolling else None
+    if rolling is None or asset is None:
+        return True, f"it no longer has {entry.asset}"
+    if asset.size != entry.size or (asset.sha256 or None) != (entry.sha256 or None):
+        return True, f"its {entry.asset} is another file now, of version {rolling.version}"
+    return False, "the release still publishes the same size and sha256"
 
 
 def _columns_error(path: Path, columns: Sequence[str], dataset: str) -> QueryError:
@@ -389,7 +473,9 @@ def to_duckdb(
     spec, path, pinned = _table_path(dataset, version, settings)
     import duckdb
 
-    con = con or duckdb.connect()
+    from intake_bfa import interrupt
+
+    con = con or interrupt.connect()
     filters = _plan(spec, path, pinned, start, end, symbols, con)
     sql, params = select_sql(columns, filters)
     params = [str(path), *params]
@@ -403,10 +489,10 @@ def to_duckdb(
 
 def connect(version: str = "latest", *, settings: Settings | None = None):
     """Open the ``availability_db`` DuckDB database read-only."""
-    import duckdb
+    from intake_bfa import interrupt
 
     path = local_path("availability_db", version, settings=settings)
-    return duckdb.connect(str(path), read_only=True)
+    return interrupt.connect(str(path), read_only=True)
 
 
 def to_polars(

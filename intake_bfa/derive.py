@@ -129,10 +129,10 @@ def derive(name: str, database: Path, dest: Path, *, cache_dir: Path | None = No
         ``dest`` cannot be written (``cache_dir``, default ``dest``'s folder, is named in
         the message); no file is left behind.
     """
-    import duckdb
+    from intake_bfa import interrupt
 
     log.info("deriving %s from %s", name, database.name)
-    con = duckdb.connect(str(database), read_only=True)
+    con = interrupt.connect(str(database), read_only=True)
     try:
         table = con.sql(DERIVED_SQL[name]).to_arrow_table()
     finally:

@@ -87,7 +87,7 @@ class DownloadError(BfaError, OSError):
 
 
 class RateLimitError(DownloadError):
-    """The GitHub API rate limit is exhausted."""
+    """A rate limit is exhausted: the GitHub API's, or a download host's (HTTP 429)."""
 
 
 class AuthenticationError(DownloadError, PermissionError):

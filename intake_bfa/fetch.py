@@ -29,7 +29,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer, cache_writes, write_sidecar
+from intake_bfa.cache.layout import (
+    atomic_write_bytes,
+    atomic_writer,
+    cache_writes,
+    read_sidecar,
+    remove_temp_leftovers,
+    sidecar_path,
+    write_sidecar,
+)
 from intake_bfa.config import Settings
 from intake_bfa.errors import DownloadError, IntegrityError
 from intake_bfa.http import open_url, parse_content_range, safe_url, with_retries
@@ -103,6 +111,28 @@ def part_path(dest: Path) -> Path:
 
 def _meta_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part.json")
+
+
+def remove_leftovers(dest: Path) -> list[Path]:
+    """Remove what interrupted attempts to cache ``dest`` left behind; keep what resumes.
+
+    The temporary files of ``dest``, of its hash sidecar and of its download state go, and
+    so does a hash sidecar whose file is gone (it describes nothing). A ``.part`` and its
+    state stay: the next download resumes them. The caller holds ``dest``'s
+    :func:`~intake_bfa.cache.layout.file_lock`, so no live attempt owns any of these.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    removed = remove_temp_leftovers(dest, sidecar_path(dest), _meta_path(dest))
+    sidecar = sidecar_path(dest)
+    if not dest.exists() and sidecar.exists():
+        sidecar.unlink(missing_ok=True)
+        log.info("removed %s: its file is not cached", sidecar)
+        removed.append(sidecar)
+    return removed
 
 
 def _discard_part(dest: Path) -> None:
@@ -244,12 +274,19 @@ def _attempt(
                     status=206,
                     retryable=True,
                 )
+        announced = _announced_total(resp, offset)
+        if size is not None and announced is not None and announced != size:
+            # Not the file the release publishes (a replaced asset, a wrong redirect, an
+            # endless stream): refuse it before reading a byte.
+            _discard_part(dest)
+            raise _size_mismatch(url, dest, size, announced, "(announced by the server)")
         new_validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
         atomic_write_bytes(
             _meta_path(dest),
             json.dumps({"size": size, "sha256": sha256, "validator": new_validator}).encode(),
         )
         received = offset
+        overflow = 0  # bytes past ``size`` that arrived: then the body is not the asset
         with open(part, "r+b" if offset else "wb") as fh:
             fh.seek(offset)
             fh.truncate()
@@ -272,6 +309,11 @@ def _attempt(
                         ) from None
                     if not chunk:
                         break
+                    if size is not None and received + len(chunk) > size:
+                        # An over-long or endless body would fill the disk: stop before
+                        # writing past the published size.
+                        overflow = received + len(chunk) - size
+                        break
                     fh.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
@@ -281,6 +323,9 @@ def _attempt(
                 writeback.close(sync=True)
             finally:
                 writeback.close(sync=False)
+    if overflow:
+        _discard_part(dest)
+        raise _size_mismatch(url, dest, size, size + overflow, "or more (stopped reading there)")
     result = _finish(url, dest, digest, received, size, sha256)
     elapsed = time.perf_counter() - started
     log.info(
@@ -290,6 +335,34 @@ def _attempt(
         (received - offset) / 1e6 / max(elapsed, 1e-9),
     )
     return result
+
+
+_NOT_CACHED = (
+    "nothing was cached. Retry; if it persists the release is damaged: report it to its publisher"
+)
+
+
+def _announced_total(resp: Any, offset: int) -> int | None:
+    """The file size a response announces: ``offset`` + Content-Length (None if absent)."""
+    if resp.status == 206:
+        answered = parse_content_range(resp.headers.get("Content-Range"))
+        if answered is not None and answered[2] is not None:
+            return answered[2]
+    raw = (resp.headers.get("Content-Length") or "").strip()
+    return offset + int(raw) if raw.isascii() and raw.isdigit() else None
+
+
+def _size_mismatch(url: str, dest: Path, size: int, actual: int, note: str = "") -> IntegrityError:
+    """The error for a body of ``actual`` bytes (``note`` says how we know) instead of ``size``."""
+    return IntegrityError(
+        f"size mismatch for {dest.name} from {safe_url(url)}:\n"
+        f"  expected: {size} bytes\n  actual:   {actual} bytes{' ' + note if note else ''}\n"
+        f"{_NOT_CACHED}",
+        url=safe_url(url),
+        path=str(dest),
+        expected=size,
+        actual=actual,
+    )
 
 
 def _finish(
@@ -304,18 +377,18 @@ def _finish(
             status=None,
             retryable=True,
         )
-    if (size is not None and received != size) or (sha256 is not None and actual != sha256):
+    if size is not None and received != size:
         _discard_part(dest)
-        what = "size" if size is not None and received != size else "sha256"
+        raise _size_mismatch(url, dest, size, received)
+    if sha256 is not None and actual != sha256:
+        _discard_part(dest)
         raise IntegrityError(
-            f"{what} mismatch for {dest.name} from {safe_url(url)}:\n"
-            f"  expected: {sha256 or size}\n  actual:   {actual if what == 'sha256' else received}\n"
-            "nothing was cached. Retry; if it persists the release is damaged: report it "
-            "to its publisher",
+            f"sha256 mismatch for {dest.name} from {safe_url(url)}:\n"
+            f"  expected: {sha256}\n  actual:   {actual}\n{_NOT_CACHED}",
             url=safe_url(url),
             path=str(dest),
-            expected=sha256 if what == "sha256" else size,
-            actual=actual if what == "sha256" else received,
+            expected=sha256,
+            actual=actual,
         )
     if sha256 is None:
         log.warning("no sha256 published for %s; verified its size only", dest.name)
@@ -342,7 +415,9 @@ def decompress(
     Raises
     ------
     IntegrityError
-        ``src`` is damaged; it is removed so that the next read downloads it again.
+        ``src`` cannot be decompressed. If it no longer matches the hash recorded when it
+        was verified, it (and only it) is removed so that the next read downloads it again;
+        if it does match, the release itself is damaged and ``src`` is kept.
     CacheError
         ``dest`` cannot be written (``cache_dir``, default ``dest``'s folder, is named in
         the message); ``src`` is kept.
@@ -389,13 +464,34 @@ def decompress(
         with cache_writes(cache_dir or dest.parent, dest):
             atomic_writer(dest, write)
     except _Unreadable as err:
+        if _as_verified(src):
+            # The very bytes the release publishes: downloading them again cannot help.
+            raise IntegrityError(
+                f"cannot decompress {src.name}: {err.__cause__}; it is exactly the file the "
+                "release publishes (its sha256 matches), so the release itself is damaged: "
+                "report it to its publisher, or pin another version",
+                path=str(src),
+            ) from None
+        # Damaged since it was verified (disk, another program): only it goes.
         src.unlink(missing_ok=True)
+        sidecar_path(src).unlink(missing_ok=True)
         raise IntegrityError(
-            f"cannot decompress {src.name}: {err.__cause__}; the cached copy is removed, "
-            "retry to download it again",
+            f"cannot decompress {src.name}: {err.__cause__}; the cached copy no longer "
+            "matches its recorded sha256 and is removed: retry to download it again",
             path=str(src),
         ) from None
     return dest
+
+
+def _as_verified(path: Path) -> bool:
+    """True if ``path`` still has the size and sha256 recorded when it was verified."""
+    recorded = read_sidecar(path)
+    try:
+        if recorded is None or path.stat().st_size != recorded[1]:
+            return False
+        return _hash_prefix(path).hexdigest() == recorded[0]
+    except OSError:  # unreadable: as good as damaged
+        return False
 
 
 def asset_urls(settings: Settings, manifest: Manifest, asset: str, mirrors: list[str]) -> list[str]:
@@ -461,7 +557,12 @@ def copy_verified(
 
     def write(fh) -> None:
         nonlocal copied
+        more = ""
         for chunk in read_chunks():
+            if size is not None and copied + len(chunk) > size:
+                copied += len(chunk)  # longer than published: copy no further
+                more = " or more"
+                break
             fh.write(chunk)
             digest.update(chunk)
             copied += len(chunk)
@@ -471,8 +572,8 @@ def copy_verified(
             what = "size" if size is not None and copied != size else "sha256"
             raise IntegrityError(
                 f"{what} mismatch for {src}:\n"
-                f"  expected: {size if what == 'size' else sha256}\n"
-                f"  actual:   {copied if what == 'size' else actual}\n"
+                f"  expected: {f'{size} bytes' if what == 'size' else sha256}\n"
+                f"  actual:   {f'{copied} bytes{more}' if what == 'size' else actual}\n"
                 "nothing was cached. The release folder is damaged or was changed after its "
                 "manifest was written: rebuild it or copy it again",
                 path=str(src),

@@ -240,7 +240,10 @@ class Advice:
     unreachable
         For connection failures and timeouts.
     rate_limit
-        For GitHub's (primary) rate limit.
+        For GitHub's (primary) rate limit, answered by an origin the token goes to.
+    throttled
+        For a 429 from any other host (a download origin, a mirror): the token is never
+        sent there, so it cannot help.
     credentials
         For a 401.
     refused
@@ -255,6 +258,7 @@ class Advice:
     )
     credentials: str = "check or unset GITHUB_TOKEN"
     refused: str = ""
+    throttled: str = "wait a few minutes and retry, or add a mirror with BFA_MIRRORS"
 
 
 _CONSUMER = Advice()
@@ -413,7 +417,9 @@ def open_url(
             continue
         if status in ok:
             return Response(status=status, headers=resp.headers, url=current, stream=resp)
-        _raise_for_status(resp, status, url, current, method, advice)
+        _raise_for_status(
+            resp, status, url, current, method, advice, api=url_origin(current) in trusted
+        )
     raise DownloadError(f"too many redirects from {safe_url(url)}", url=safe_url(url), status=None)
 
 
@@ -455,8 +461,10 @@ def read_body(resp: Response, url: str) -> bytes:
 
 
 def _raise_for_status(
-    resp, status: int, url: str, current: str, method: str, advice: Advice
+    resp, status: int, url: str, current: str, method: str, advice: Advice, *, api: bool
 ) -> None:
+    # ``api``: ``current`` is an origin the token goes to (GitHub's API), where GitHub's
+    # rate limits and the token's advice apply; any other host only speaks for itself.
     try:
         body = resp.read(2048)
     except (OSError, http.client.HTTPException):
@@ -485,9 +493,15 @@ def _raise_for_status(
         )
     if status == 429 or (status == 403 and remaining == "0"):
         reset = _reset_time(headers)
-        hint = f" (resets at {time.strftime('%H:%M:%S UTC', time.gmtime(reset))})" if reset else ""
+        when = time.strftime("%H:%M:%S UTC", time.gmtime(reset)) if reset else ""
+        if api:
+            hint = f" (resets at {when})" if reset else ""
+            text = f"GitHub API rate limit exhausted at {where}{hint}; {advice.rate_limit}"
+        else:
+            hint = f", asking to wait until {when}" if reset else ""
+            text = f"{where} is limiting requests (HTTP {status}{hint}); {advice.throttled}"
         raise RateLimitError(
-            f"GitHub API rate limit exhausted at {where}{hint}; {advice.rate_limit}",
+            text,
             url=safe_url(url),
             status=status,
             reset=reset,

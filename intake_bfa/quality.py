@@ -147,9 +147,9 @@ def check_files(
     -------
     QualityReport
     """
-    import duckdb
+    from intake_bfa import interrupt
 
-    con = duckdb.connect()
+    con = interrupt.connect()
     try:
         con.read_parquet(str(daily_availability)).create_view("daily")
         rows = con.execute("SELECT count(*) FROM daily").fetchone()[0]

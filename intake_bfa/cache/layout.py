@@ -354,6 +354,57 @@ def temp_file(dest: Path, suffix: str = ".tmp") -> Path:
     return Path(tmp)
 
 
+def remove_temp_leftovers(*paths: Path) -> list[Path]:
+    """Remove the temporary files that killed writes of ``paths`` left beside them.
+
+    A write of ``path`` goes through :func:`temp_file` (``.<name>.<8 random>.tmp`` in the same
+    folder), which only the writer removes: a process killed mid-write (SIGKILL, a power cut)
+    leaves it behind. Only names made for exactly these ``paths`` are matched, so another
+    file's writes are never touched.
+
+    Call it only while holding the :func:`file_lock` of the file that ``paths`` belong to
+    (the file itself and its companions: hash sidecar, download state): every writer of
+    these names holds that lock, so a temporary file found then belongs to an attempt that
+    died, never to one in progress.
+
+    Parameters
+    ----------
+    *paths
+        Final paths whose temporary files to remove.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed. One that cannot be removed is logged and left for
+        ``bfa cache prune --temp``; this never raises.
+    """
+    removed: list[Path] = []
+    by_folder: dict[Path, list[re.Pattern[str]]] = {}
+    for path in paths:
+        # mkstemp's names: the prefix, 8 of [a-z0-9_], the suffix (see temp_file).
+        pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+        by_folder.setdefault(path.parent, []).append(pattern)
+    for folder, patterns in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:  # no folder yet: nothing was left there
+            continue
+        for name in names:
+            if not any(p.fullmatch(name) for p in patterns):
+                continue
+            leftover = folder / name
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                log.warning("could not remove leftover temporary file %s: %s", leftover, err)
+                continue
+            log.info("removed %s, left by an interrupted write", leftover)
+            removed.append(leftover)
+    return removed
+
+
 def atomic_writer(path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp") -> Path:
     """Write ``path`` atomically: ``write(fileobj)`` fills a temp file that replaces it.
 

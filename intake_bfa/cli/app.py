@@ -1,7 +1,8 @@
 """The ``bfa`` command line: the parser and the entry point. Only the CLI prints or exits.
 
 Every intake-bfa error becomes one line on stderr (``bfa: error: ...``) and exit
-status 1; usage errors exit 2 (argparse); Ctrl-C exits 130. Each command group lives in its
+status 1; usage errors exit 2 (argparse); Ctrl-C exits 130 ("bfa: interrupted"), running
+DuckDB queries included (see :mod:`intake_bfa.interrupt`). Each command group lives in its
 own module of this package and registers itself through ``add_commands``.
 """
 
@@ -27,6 +28,7 @@ from intake_bfa.cli import (
 )
 from intake_bfa.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from intake_bfa.errors import BfaError
+from intake_bfa.interrupt import interrupting_queries
 
 #: Command groups in the order ``bfa --help`` lists them.
 COMMAND_GROUPS = (data, audit, producer, query, plot, stats, mirror, serve, cache, completion)
@@ -82,16 +84,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(level)
     try:
-        return args.func(args)
-    except BfaError as err:
-        message = str(err).replace("\n", " ")
-        print(f"bfa: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        # Ctrl-C also interrupts running DuckDB queries (see intake_bfa.interrupt).
+        with interrupting_queries() as sigint:
+            try:
+                return args.func(args)
+            except Exception as err:
+                if sigint.seen:  # e.g. DuckDB's InterruptException, turned into a QueryError
+                    raise KeyboardInterrupt from None
+                if isinstance(err, BfaError):
+                    message = str(err).replace("\n", " ")
+                    print(f"bfa: error: {message}", file=sys.stderr)
+                    return EXIT_ERROR
+                if isinstance(err, BrokenPipeError):  # e.g. `bfa versions | head -1`
+                    return EXIT_OK
+                raise
     except KeyboardInterrupt:
         print("bfa: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `bfa versions | head -1`
-        return EXIT_OK
     finally:
         root.removeHandler(handler)
         root.setLevel(saved_level)

@@ -29,7 +29,10 @@ HEADER = """\
 
 Errors are one line on stderr (`bfa: error: ...`) with exit status 1; usage errors (an unknown
 option, a malformed date such as `2021-3-4`) exit 2;
-Ctrl-C exits 130. `bfa --version` prints the installed version.
+Ctrl-C ends any command at once (a running DuckDB query too) with `bfa: interrupted` and exit
+status 130, leaving no partial `--output` file (`bfa serve` finishes the requests in flight
+first; `bfa demo --serve` prints `stopped` and exits 0). `bfa --version` prints the installed
+version.
 """
 
 

@@ -143,7 +143,7 @@ def build_release(
     dict
         The manifest document that was written.
     """
-    import duckdb
+    from intake_bfa import interrupt
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +152,7 @@ def build_release(
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
     try:
         db_path = work / "availability.duckdb"
-        con = duckdb.connect()
+        con = interrupt.connect()
         con.execute("ATTACH ? AS release (STORAGE_VERSION ?)", [str(db_path), STORAGE_VERSION])
         con.execute("USE release")
         load_database(con, table)

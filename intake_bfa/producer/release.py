@@ -83,7 +83,7 @@ def build_from_state(
     BfaError
         The state is empty.
     """
-    import duckdb
+    from intake_bfa import interrupt
 
     state = load_state(state_dir)
     end = state.last_date
@@ -92,7 +92,7 @@ def build_from_state(
             f"the state in {state_dir} has no data; run `bfa collect` first", path=str(state_dir)
         )
     table = to_daily_availability(state, end)
-    con = duckdb.connect()
+    con = interrupt.connect()
     con.register("grid", table)
     notes: list[Finding] = []
     trimmed = t1_incomplete(daily_counts(con, "grid"), threshold)

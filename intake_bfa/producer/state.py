@@ -226,9 +226,9 @@ def seed_from_table(daily_availability: Any) -> State:
 
 def to_daily_availability(state: State, end: dt.date, *, start: str = FIRST_DATE) -> Any:
     """The dense ``daily_availability`` grid (every known symbol x every date) up to ``end``."""
-    import duckdb
+    from intake_bfa import interrupt
 
-    con = duckdb.connect()
+    con = interrupt.connect()
     con.register("avail", state.availability)
     con.register("vol", state.volume)
     con.register("syms", _symbols_table(state))

@@ -234,7 +234,7 @@ def validate_release(
     """
     import gzip
 
-    import duckdb
+    from intake_bfa import interrupt
 
     manifest = json.loads((release_dir / "manifest.json").read_text())
     report = ValidationReport(version=manifest["version"], findings=list(notes or []))
@@ -246,7 +246,7 @@ def validate_release(
             open(db_path, "wb") as out,
         ):
             shutil.copyfileobj(src, out, 1 << 20)
-        con = duckdb.connect()
+        con = interrupt.connect()
         con.execute("ATTACH ? AS db (READ_ONLY)", [str(db_path)])
         counts = daily_counts(con, "db.daily_availability")
         check_continuity(report, counts)

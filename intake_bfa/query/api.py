@@ -123,10 +123,10 @@ class Query:
         return ensure_local(self.settings, self._manifest, dataset)
 
     def _connection(self, views: Sequence[str]) -> Any:
-        import duckdb
+        from intake_bfa import interrupt
 
         if self._con is None:
-            self._con = duckdb.connect(":memory:")
+            self._con = interrupt.connect(":memory:")
         for name in views:
             if name not in self._views:
                 self._con.read_parquet(str(self.path(name))).create_view(name, replace=True)

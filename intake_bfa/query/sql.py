@@ -294,7 +294,9 @@ def locked_connection(
     """
     import duckdb
 
-    con = duckdb.connect(":memory:")
+    from intake_bfa import interrupt
+
+    con = interrupt.connect(":memory:")
     for name, path in files.items():
         # The relation API takes the path as a value: nothing is formatted into SQL.
         con.read_parquet(str(path)).create_view(name, replace=True)

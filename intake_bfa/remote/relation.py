@@ -239,6 +239,7 @@ def remote_relation(
     """
     import duckdb
 
+    from intake_bfa import interrupt
     from intake_bfa.schema import get_spec
 
     settings = settings or get_settings()
@@ -246,7 +247,7 @@ def remote_relation(
     filters = plan_filters(spec, start, end, symbols) if spec.kind == "table" else []
     manifest = _manifest(version, settings)
     entry = _remote_entry(manifest, dataset, settings)
-    con = con if con is not None else duckdb.connect()
+    con = con if con is not None else interrupt.connect()
     sql, params = select_sql(columns, filters)
     params = [_source(con, settings, manifest, entry, engine, filesystem), *params]
     try:
@@ -292,12 +293,12 @@ def remote_connection(
         Views named after the datasets (``daily_availability``, ``volume_rankings``,
         ``symbols``); :func:`filesystem_of` gives its transfer counters.
     """
-    import duckdb
+    from intake_bfa import interrupt
 
     settings = settings or get_settings()
     manifest = _manifest(version, settings)
     names = remote_tables(version, settings=settings) if datasets is None else list(datasets)
-    con = con if con is not None else duckdb.connect()
+    con = con if con is not None else interrupt.connect()
     for name in names:
         entry = _remote_entry(manifest, name, settings)
         source = _source(con, settings, manifest, entry, engine, filesystem)

@@ -316,7 +316,9 @@ class ReleaseServer:
             sleeps ``delay`` before each chunk past ``after_bytes``; ``"ignore_range"``
             answers a Range request with 200; ``"expired"`` answers 403 AccessDenied;
             ``"corrupt"`` flips bytes without changing the length; ``"lost_response"`` carries
-            out a write, then answers ``status`` instead. On ``"uploads"``, ``"reset"`` and
+            out a write, then answers ``status`` instead; ``"long_body"`` sends ``after_bytes``
+            bytes of junk after the body (counted in Content-Length), or junk without end and
+            without a length (chunked) when ``after_bytes`` is 0. On ``"uploads"``, ``"reset"`` and
             ``"truncate"`` cut the connection after receiving ``after_bytes`` of the upload
             (nothing is stored), and ``"status"`` answers before reading the body.
             ``"body"`` answers ``status`` with ``body`` as it is (JSON content type on the

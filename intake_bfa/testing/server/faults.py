@@ -2,9 +2,9 @@
 
 ``"status"``, ``"expired"`` and ``"body"`` replace the response outright and ``"lost_response"`` replaces it
 after the request took effect (:meth:`FaultQueue.middleware`), ``"ignore_range"`` is honoured by
-the object store (:func:`ignores_range`), and ``"reset"``, ``"truncate"``, ``"slow"`` and
-``"corrupt"`` act on the body while it streams (:func:`send`), or, on the uploads origin, on the
-request body while it is received (:func:`current_fault`, :func:`cut`).
+the object store (:func:`ignores_range`), and ``"reset"``, ``"truncate"``, ``"slow"``,
+``"corrupt"`` and ``"long_body"`` act on the body while it streams (:func:`send`), or, on the
+uploads origin, on the request body while it is received (:func:`current_fault`, :func:`cut`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ log = logging.getLogger(__package__)
 
 # fmt: off
 KINDS = ("status", "reset", "truncate", "slow", "ignore_range", "expired", "corrupt",
-         "lost_response", "body")
+         "lost_response", "body", "long_body")
 # fmt: on
 
 
@@ -166,8 +166,12 @@ async def send(
     size = len(source) - start if isinstance(source, bytes) and size is None else size
     fault = _FAULT.get()
     kind, after = (fault.kind, fault.after_bytes) if fault else ("", 0)
+    # "long_body": junk after the body, ``after_bytes`` of it (announced in Content-Length),
+    # or, for 0, without end and without a length (chunked), like a runaway mirror.
+    extra, after = (after, 0) if kind == "long_body" else (0, after)
     resp = web.StreamResponse(status=status, headers=headers)
-    resp.content_length = size
+    endless = kind == "long_body" and not extra
+    resp.content_length = None if endless or size is None else size + extra
     await resp.prepare(request)
     if request.method == "HEAD":
         return resp, False
@@ -191,6 +195,9 @@ async def send(
                 chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
             await resp.write(chunk)
             off += len(chunk)
+        if kind == "long_body":
+            await _junk(resp, extra, chunk_size)
+            return resp, False
         if kind not in ("reset", "truncate"):
             return resp, True
         await cut(request, kind)
@@ -200,6 +207,16 @@ async def send(
         if fh is not None:
             fh.close()
     return resp, False
+
+
+async def _junk(resp: web.StreamResponse, extra: int, chunk_size: int) -> None:
+    """Write ``extra`` bytes past the body; 0: write until the client goes away."""
+    junk = b"\xa5" * chunk_size
+    sent = 0
+    while not extra or sent < extra:
+        n = chunk_size if not extra else min(chunk_size, extra - sent)
+        await resp.write(junk[:n])
+        sent += n
 
 
 async def cut(request: web.Request, kind: str) -> None:
