@@ -186,7 +186,7 @@ def test_sql_get_and_post(api):
         ("SELECT 1; SELECT 2", 400, "invalid_query"),
         ("SELEC * FROM symbols", 400, "invalid_query"),
         ("SELECT * FROM no_such_table", 400, "invalid_query"),
-        ("SELECT getenv('GITHUB_TOKEN')", 400, "invalid_query"),
+        ("SELECT getenv('GITHUB_TOKEN')", 403, "forbidden"),  # settings are private
         ("SELECT * FROM daily_availability", 422, "result_too_large"),
         ("SELECT count(*) FROM range(1000000000000)", 422, "query_timeout"),
         ("SELECT " + "1+" * 6000 + "1", 413, "sql_too_long"),

@@ -62,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue_timeout=args.queue_timeout,
         max_sql_length=args.max_sql_length,
         memory_limit=args.memory_limit,
+        max_response_bytes=args.max_response_bytes,
     )
     sock = bind(host, port)  # before fetching: a taken port fails fast
     try:
@@ -139,6 +140,13 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     )
     p.add_argument(
         "--memory-limit", default="1GB", help="DuckDB memory limit per SQL connection (1GB)"
+    )
+    p.add_argument(
+        "--max-response-bytes",
+        type=_positive_int,
+        default=64 << 20,
+        help="largest SQL result and response body, bytes; checked while the result is "
+        "fetched (67108864)",
     )
     p.add_argument(
         "--pool-size",

@@ -268,6 +268,7 @@ class Query:
         as_relation: bool = False,
         timeout: float | None = None,
         max_rows: int | None = None,
+        max_bytes: int | None = None,
         arrow: bool = False,
     ):
         """Run one read-only ``SELECT`` on the datasets, safely.
@@ -290,6 +291,11 @@ class Query:
             Seconds the query may run; it is interrupted after that.
         max_rows
             Refuse results longer than this (DuckDB stops after ``max_rows + 1`` rows).
+        max_bytes
+            Refuse results over this many bytes (Arrow buffers). With ``max_rows`` or
+            ``max_bytes`` the result is fetched in batches of :data:`SQL_BATCH_ROWS`
+            rows, the caps checked as they arrive: the query is stopped at the first
+            batch past a cap instead of being built whole.
         arrow
             Return a ``pyarrow.Table`` instead of a pandas DataFrame.
 
@@ -298,13 +304,16 @@ class Query:
         QueryError
             For anything but one SELECT statement, for DuckDB's errors (its message,
             first line), and when ``timeout`` or ``max_rows`` is exceeded (context
-            ``reason`` is ``"timeout"`` or ``"too_many_rows"``).
+            ``reason`` is ``"timeout"``, ``"too_many_rows"`` or ``"too_large"``).
         """
         import duckdb
 
         S.check_select(text)
-        if as_relation and (timeout is not None or max_rows is not None):
-            raise QueryError("timeout and max_rows apply to executed queries, not relations")
+        capped = max_rows is not None or max_bytes is not None
+        if as_relation and (timeout is not None or capped):
+            raise QueryError(
+                "timeout, max_rows and max_bytes apply to executed queries, not relations"
+            )
         con = self._locked(database)
         try:
             if as_relation:
@@ -313,7 +322,10 @@ class Query:
             if max_rows is not None:
                 relation = relation.limit(max_rows + 1)
             with S.deadline(con, timeout):
-                table = relation.to_arrow_table()
+                if capped:
+                    table = _fetch_capped(con, relation, max_rows, max_bytes)
+                else:
+                    table = relation.to_arrow_table()
         except duckdb.InterruptException:
             raise QueryError(
                 f"the query ran longer than {timeout:g} s and was stopped; narrow it "
@@ -623,6 +635,49 @@ class Query:
             ["daily_availability", "symbols"],
             as_relation,
         )
+
+
+#: Rows per Arrow batch when a user query's result is capped: the caps are checked per
+#: batch, so this bounds the overshoot (DuckDB itself computes 2048-row vectors).
+SQL_BATCH_ROWS = 256
+
+
+def _fetch_capped(con: Any, relation: Any, max_rows: int | None, max_bytes: int | None):
+    """Stream ``relation`` into a ``pyarrow.Table``, stopping at the first batch past a cap.
+
+    DuckDB streams the result (only blocking operators such as ORDER BY or GROUP BY
+    hold rows, within its ``memory_limit``), so a huge result costs one batch past
+    the cap, not its whole size.
+    """
+    import pyarrow as pa
+
+    reader = relation.to_arrow_reader(SQL_BATCH_ROWS)
+    batches, rows, size = [], 0, 0
+    try:
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            size += batch.nbytes
+            if max_rows is not None and rows > max_rows:
+                raise QueryError(
+                    f"the result has more than {max_rows:,} rows; add a LIMIT, filter or aggregate",
+                    reason="too_many_rows",
+                    max_rows=max_rows,
+                )
+            if max_bytes is not None and size > max_bytes:
+                raise QueryError(
+                    f"the result is over the limit of {max_bytes:,} bytes; select fewer "
+                    "columns or rows",
+                    reason="too_large",
+                    max_bytes=max_bytes,
+                )
+        schema = reader.schema
+    except QueryError:
+        con.interrupt()  # stop DuckDB's pipeline now, not at its next vector
+        raise
+    finally:
+        reader.close()
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def fetch_arrow(relation: Any):

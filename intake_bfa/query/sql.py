@@ -228,6 +228,109 @@ def check_select(text: str) -> None:
         )
 
 
+#: Table functions served SQL may call: generators only. Every other one reads the
+#: catalog, the settings, files or runs SQL text (``query('...')``, ``query_table``), so
+#: this is an allowlist: a table function a new DuckDB adds is refused until listed.
+SERVED_TABLE_FUNCTIONS = frozenset(
+    {"range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree"}
+)
+#: Scalar functions that read the configuration, variables, secrets or the environment.
+_CONFIG_FUNCTIONS = frozenset({"current_setting", "getenv", "getvariable", "which_secret"})
+_parser = threading.local()
+
+
+def check_served(text: str, tables: Sequence[str], *, database: bool = False) -> None:
+    """Refuse SQL that reads anything but ``tables`` (and schema ``db``): no introspection.
+
+    For ``bfa serve``, on top of :func:`check_select`: the settings (``allowed_paths``,
+    ``temp_directory``, ``home_directory``...), the views' SQL and the attached
+    databases name server paths, and ``duckdb_settings()``, ``current_setting()``,
+    ``duckdb_views()``, ``duckdb_databases()``, ``information_schema``, ``sqlite_master``
+    or ``pragma_database_list`` show them. Rather than scrub results (``hex(path)``
+    would pass any scrubber) the statement's syntax tree is checked: relations must be
+    the served views, CTEs in scope or ``db.*``; table functions must be in
+    :data:`SERVED_TABLE_FUNCTIONS` (an allowlist: ``query('...')`` could run any text);
+    configuration functions are refused. A statement DuckDB cannot serialise is refused.
+
+    Raises
+    ------
+    QueryError
+        For a relation that is not served (like DuckDB's unknown table, 400 from the
+        server), and with ``duckdb_error="PermissionException"`` (403) for a function.
+    """
+    import json
+
+    import duckdb
+
+    con = getattr(_parser, "con", None)
+    if con is None:  # a plain connection of this thread, only to parse
+        con = _parser.con = duckdb.connect(":memory:")
+    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [text]).fetchall()[0][0])
+    if tree.get("error"):
+        _refuse("this statement cannot be checked; write it as a plain SELECT")
+    allowed = {t.lower() for t in tables}
+    _walk(tree["statements"], frozenset(), allowed, database)
+
+
+def _refuse(message: str) -> None:
+    raise QueryError(message, duckdb_error="PermissionException")
+
+
+def _walk(node: Any, ctes: frozenset[str], tables: set[str], database: bool) -> None:
+    """Check every relation and function of a serialised statement, CTE names scoped."""
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, ctes, tables, database)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        _check_relation(node, ctes, tables, database)
+    elif kind == "TABLE_FUNCTION":
+        name = str((node.get("function") or {}).get("function_name", "")).lower()
+        if name not in SERVED_TABLE_FUNCTIONS:
+            _refuse(
+                f"table function {name}() is not available here; use the tables "
+                f"{', '.join(sorted(tables))} (and {', '.join(sorted(SERVED_TABLE_FUNCTIONS))})"
+            )
+    elif kind == "RECURSIVE_CTE_NODE":
+        ctes = ctes | {str(node.get("cte_name", "")).lower()}
+    if node.get("class") == "FUNCTION":
+        name = str(node.get("function_name", "")).lower()
+        if name in _CONFIG_FUNCTIONS or name.startswith(("duckdb_", "pragma_")):
+            _refuse(f"{name}() is not available here: the server's settings are private")
+    entries = (node.get("cte_map") or {}).get("map") or []
+    for entry in entries:  # a CTE sees the ones before it (itself only when recursive)
+        _walk(entry.get("value"), ctes, tables, database)
+        ctes = ctes | {str(entry.get("key", "")).lower()}
+    for key, value in node.items():
+        if key != "cte_map" and isinstance(value, (dict, list)):
+            _walk(value, ctes, tables, database)
+
+
+def _check_relation(node: dict, ctes: frozenset[str], tables: set[str], database: bool) -> None:
+    catalog = str(node.get("catalog_name") or "").lower()
+    schema = str(node.get("schema_name") or "").lower()
+    name = str(node.get("table_name") or "").lower()
+    if not catalog and not schema and (name in ctes or name in tables):
+        return
+    if catalog in ("", "memory") and schema in ("", "main") and name in tables:
+        return
+    if database and (
+        (catalog == DATABASE_SCHEMA and schema in ("", "main"))
+        or (not catalog and schema == DATABASE_SCHEMA)
+    ):
+        return
+    # What is not served does not exist, as far as the client knows (400, not 403).
+    shown = ".".join(p for p in (catalog, schema, name) if p)
+    more = f" and schema {DATABASE_SCHEMA}" if database else ""
+    raise QueryError(
+        f"there is no table {shown!r}; the tables are {', '.join(sorted(tables))}{more}",
+        table=shown,
+    )
+
+
 def sql_error(err: Exception) -> QueryError:
     """DuckDB's message (without the echoed query) as a :class:`QueryError`, no traceback."""
     kept = []
@@ -386,6 +489,8 @@ def _lock(con: Any, allowed: list[str]) -> None:
         ("autoload_known_extensions", False),
         ("allow_community_extensions", False),
         ("enable_external_access", False),
+        # No Python variable of the caller's frame is scanned for an unknown table name.
+        ("python_enable_replacements", False),
     ):
         con.execute(f"SET {setting} = ?", [value])
     con.execute("SET lock_configuration = true")

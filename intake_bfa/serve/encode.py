@@ -82,6 +82,56 @@ def _json_rows(table: Any) -> list[dict[str, Any]]:
     return table.rename_columns(names).to_pylist()
 
 
+#: Cells turned into Python objects at once while writing JSON or CSV: a wide or long
+#: table is written slice by slice, its size checked after each.
+_SLICE_CELLS = 65_536
+
+
+def _slices(table: Any) -> Any:
+    step = max(1, _SLICE_CELLS // max(1, table.num_columns))
+    for start in range(0, table.num_rows, step):
+        yield table.slice(start, step)
+
+
+def _too_large(fmt: str, size: int, max_bytes: int) -> QueryError:
+    return QueryError(
+        f"the {fmt} result is over {size:,} bytes, over the limit of {max_bytes:,}; "
+        "select fewer columns or rows",
+        reason="too_large",
+    )
+
+
+def _json_body(doc: dict[str, Any], table: Any, max_bytes: int | None) -> bytes:
+    """``doc`` with ``"rows"`` written slice by slice, stopping once over ``max_bytes``."""
+    head = _dumps({**doc, "rows": []})
+    assert head.endswith(b"[]}")
+    parts, size = [head[:-2]], len(head)
+    for piece in _slices(table):
+        chunk = _dumps({"rows": _json_rows(piece)})  # {"rows":[...]}: keep the inside
+        start, end = chunk.index(b"[") + 1, chunk.rindex(b"]")
+        if end > start:
+            if len(parts) > 1:
+                parts.append(b",")
+            parts.append(chunk[start:end])
+            size += end - start + 1
+        if max_bytes is not None and size > max_bytes:
+            raise _too_large("json", size, max_bytes)
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _csv_body(table: Any, max_bytes: int | None) -> bytes:
+    import pyarrow.csv as pcsv
+
+    sink = io.BytesIO()
+    with pcsv.CSVWriter(sink, table.schema) as writer:
+        for piece in _slices(table):
+            writer.write_table(piece)
+            if max_bytes is not None and sink.tell() > max_bytes:
+                raise _too_large("csv", sink.tell(), max_bytes)
+    return sink.getvalue()
+
+
 def _dumps(doc: dict[str, Any]) -> bytes:
     """orjson (5-10x faster; NaN becomes null) or, for what it refuses, the stdlib."""
     try:
@@ -115,15 +165,10 @@ def encode(table: Any, fmt: str, *, version: str, max_bytes: int | None = None) 
                 "version": version,
                 "row_count": table.num_rows,
                 "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-                "rows": _json_rows(table),
             }
-            body = _dumps(doc)
+            body = _json_body(doc, table, max_bytes)
         elif fmt == "csv":
-            import pyarrow.csv as pcsv
-
-            sink = io.BytesIO()
-            pcsv.write_csv(table, sink)
-            body = sink.getvalue()
+            body = _csv_body(table, max_bytes)
         elif fmt == "parquet":
             import pyarrow.parquet as pq
 

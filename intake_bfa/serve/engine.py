@@ -44,11 +44,14 @@ class Limits:
     queue_timeout
         Seconds a request waits for a free query slot.
     memory_limit
-        DuckDB ``memory_limit`` of each user-SQL connection.
+        DuckDB ``memory_limit`` of each user-SQL connection (what its operators such
+        as ORDER BY or GROUP BY may hold; the result itself is capped by
+        ``max_rows``/``max_response_bytes`` while it is fetched).
     threads
         DuckDB ``threads`` of each user-SQL connection.
     max_response_bytes
-        Largest response body, in bytes (4xx beyond).
+        Largest result (Arrow bytes, checked while it is fetched) and response body,
+        in bytes (4xx beyond).
     """
 
     max_rows: int = 10_000
@@ -270,7 +273,11 @@ class Engine:
         ------
         QueryError
             Refused or failed SQL; context ``reason`` says why for limits
-            (``too_long``, ``busy``, ``timeout``, ``too_many_rows``).
+            (``too_long``, ``busy``, ``timeout``, ``too_many_rows``, ``too_large``).
+            The result is fetched in batches, the row and byte caps checked as they
+            arrive, so a huge result is stopped early instead of being built whole.
+            SQL reading the settings or the catalog (which name server paths) is
+            refused (:func:`intake_bfa.query.sql.check_served`).
         """
         limits = self.limits
         if database and not self.database:
@@ -285,6 +292,10 @@ class Engine:
                 f"{limits.max_sql_length:,}",
                 reason="too_long",
             )
+        from intake_bfa.query.sql import TABLES, check_select, check_served
+
+        check_select(text)
+        check_served(text, TABLES, database=database)  # no settings, catalog or paths
         if not self._sql_slots.acquire(timeout=limits.queue_timeout):
             raise QueryError(
                 f"{limits.max_concurrent_sql} SQL queries are already running; retry shortly",
@@ -297,6 +308,7 @@ class Engine:
                     database=database,
                     timeout=limits.timeout,
                     max_rows=limits.max_rows,
+                    max_bytes=limits.max_response_bytes,
                     arrow=True,
                 )
                 return q.version, table
