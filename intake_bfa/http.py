@@ -451,13 +451,31 @@ def lost_connection(url: str, err: BaseException) -> DownloadError:
     )
 
 
-def read_body(resp: Response, url: str) -> bytes:
-    """Read a whole body and close the response; a dropped connection is :func:`lost_connection`."""
+#: The largest body :func:`read_body` accepts: API answers and small objects, never a dataset
+#: (those stream to disk through :mod:`intake_bfa.fetch`, capped at their published size).
+MAX_BODY_BYTES = 64 << 20
+
+
+def read_body(resp: Response, url: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Read a whole body (at most ``limit`` bytes) and close the response.
+
+    A dropped connection is :func:`lost_connection`; a longer body (a runaway or hostile
+    server) is a :class:`DownloadError` once ``limit`` is passed, never read to the end.
+    """
     with resp:
         try:
-            return resp.stream.read()
+            body = resp.stream.read(limit + 1)
         except (OSError, http.client.HTTPException) as err:
             raise lost_connection(url, err) from None
+    if len(body) > limit:
+        raise DownloadError(
+            f"{safe_url(url)} answered more than {limit} bytes, far more than such an answer "
+            "holds; the server is misbehaving (check BFA_API_URL, or retry later)",
+            url=safe_url(url),
+            status=resp.status,
+            retryable=False,
+        )
+    return body
 
 
 def _raise_for_status(

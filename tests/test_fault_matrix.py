@@ -99,3 +99,15 @@ def test_a_server_that_never_answers(published, monkeypatch):
         listener.close()
         for conn in held:
             conn.close()
+
+
+def test_an_endless_api_answer_is_cut_at_the_body_limit(published):
+    """A runaway API answer is refused once past MAX_BODY_BYTES, never read to its end."""
+    from intake_bfa.errors import DownloadError
+    from intake_bfa.http import MAX_BODY_BYTES
+
+    published.inject("api", r"/releases", "long_body", after_bytes=0, times=10)
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=f"more than {MAX_BODY_BYTES} bytes"):
+        intake_bfa.list_versions()
+    assert time.monotonic() - started < 60
