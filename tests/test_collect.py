@@ -348,6 +348,7 @@ def test_incremental_run_costs_one_request_per_symbol(vision, base_state, tmp_pa
     assert rows(state_dir) == rows(base_state)
 
 
+@pytest.mark.slow  # two collects and two builds over a churned bucket: ~17 s
 def test_incremental_equals_full_rebuild(moto_endpoint, tmp_path):
     bucket = Vision(moto_endpoint, "vision-changes")
     bucket.put(base_objects())
@@ -401,6 +402,7 @@ def test_incremental_equals_full_rebuild(moto_endpoint, tmp_path):
     assert eth[D(2024, 3, 5)]["trade_count"] == kline("ETHUSDT", D(2024, 3, 5))["count"]
 
 
+@pytest.mark.slow  # eight daily collects against moto: ~12 s
 def test_rotation_publishes_an_old_change_within_a_week(moto_endpoint, tmp_path):
     """Changes before the re-check window: one slice of symbols is listed whole per run."""
     bucket = Vision(moto_endpoint, "vision-rotation")

@@ -17,6 +17,35 @@ every symbol is listed whole at least once every ``full_every`` days. Such a cha
 therefore published at most ``full_every - 1`` days after the run that could first see it,
 for a few extra requests per run (``benchmarks/bench_collect.py``).
 
+Every run also appends what it saw change to the observation history
+(``events.parquet``, :func:`intake_bfa.producer.state.events_schema`), per object key:
+a key not in the re-listed window before is ``appeared``, one with a new size, ETag or
+Last-Modified is ``replaced`` (at its new Last-Modified, exactly), one no longer listed is
+``disappeared`` (at the time of the listing that missed it: only a bound, S3 keeps no
+trace of a deletion). Keys of symbols that failed, and dates a run did not re-list, get
+no event, and a run that sees no change appends nothing.
+
+When an appearance is exact. S3 keeps only the Last-Modified of an object's latest
+upload, so an appearance at Last-Modified is exact only when no earlier upload of that
+key can have been replaced unseen. We take it as exact when either
+
+* we saw the key arrive: an earlier listing that covered its date did not have it. That
+  holds for every symbol this collector has listed before (it has rows with an ETag,
+  which only our listings record): a symbol's first listing covers every date, later
+  ones run open-ended from their start date. It also holds for a symbol folder that a
+  previous run's discovery did not find: none of its keys existed then; or
+* it is the first time we look and the Last-Modified lies in the normal upload window,
+  before ``D + 2`` 00:00 UTC for day ``D`` (Binance Vision uploads day ``D`` around
+  08:30 UTC on ``D + 1``): a file for ``D`` cannot exist before ``D + 1``, and a
+  replacement within a day of the first upload is implausible.
+
+Otherwise (first looked at, with a later Last-Modified: the first run, a state seeded from
+a release, a symbol whose listings all failed) a late back-fill and an early upload
+replaced later look the same from S3, so ``exact`` is false and the time only an upper
+bound. Between two listings that cover a date, a key uploaded and then replaced is seen
+once, at its latest upload: the rule assumes that does not happen within one re-check
+interval.
+
 A symbol whose listing fails keeps its previous rows; when more than
 ``error_threshold`` of the symbols fail, the run raises and saves nothing, so a
 broken run is never published.
@@ -39,7 +68,9 @@ from intake_bfa.errors import BfaError, CollectError, ConfigError
 from intake_bfa.producer.s3 import S3Client
 from intake_bfa.producer.state import (
     State,
+    append_events,
     availability_schema,
+    events_schema,
     load_state,
     merge_availability,
     merge_volume,
@@ -75,6 +106,8 @@ class CollectReport:
         Objects returned by the 1m listings (``.CHECKSUM`` siblings included).
     rows_added, rows_removed, rows_changed
         Availability rows new, gone, or with a new size/ETag/Last-Modified.
+    events_added, events_exact
+        Events appended to the observation history; of them, those with an exact time.
     volume_rows, volume_absent
         Volume rows written with numbers; placeholder rows for days without a kline.
     requests, retries
@@ -101,6 +134,8 @@ class CollectReport:
     rows_added: int = 0
     rows_removed: int = 0
     rows_changed: int = 0
+    events_added: int = 0
+    events_exact: int = 0
     volume_rows: int = 0
     volume_absent: int = 0
     requests: dict[str, int] = field(default_factory=dict)
@@ -133,6 +168,7 @@ class _Result:
     symbol: str
     table: Any = None
     keys: int = 0
+    listed_at: dt.datetime | None = None  # when the listing ended (naive UTC)
     volume: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
@@ -275,6 +311,7 @@ def collect(
 
     try:
         symbols = discover(client)
+        discovered_at = _utc_now()
     except BfaError as err:
         finish()
         raise CollectError(f"could not discover symbols: {err}", report=report) from err
@@ -313,6 +350,8 @@ def collect(
         result = _Result(plan.symbol)
         try:
             result.table, result.keys = list_symbol(client, plan.symbol, plan.since)
+            # A key missing from the listing was gone by the time it ended.
+            result.listed_at = _utc_now()
             if context is not None:
                 targets = context.targets(plan.symbol, plan.since, result.table["date"].to_pylist())
                 result.volume = collect_volume(client, plan.symbol, targets, today=today)
@@ -341,7 +380,11 @@ def collect(
     report.symbols_listed = len(done)
     report.symbols_new = sum(p.new for p in plans if p.symbol in since)
     report.keys_seen = sum(r.keys for r in done)
-    _merge(state, done, since, report)
+    # When each re-listed symbol was seen without its vanished keys; a whole folder gone
+    # was seen so by discovery.
+    gone_at = {s: discovered_at for s in report.symbols_vanished}
+    gone_at.update({r.symbol: r.listed_at for r in done})
+    _merge(state, done, since, gone_at, report)
     state.symbols = sorted(symbols)
     finish()
     state.runs.append(report.to_dict() | {"saved": True})
@@ -361,13 +404,23 @@ def collect(
     return report
 
 
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
 def _unique(column) -> list:
     import pyarrow.compute as pc
 
     return pc.unique(column).to_pylist()
 
 
-def _merge(state: State, done: list[_Result], since: dict[str, dt.date], report: CollectReport):
+def _merge(
+    state: State,
+    done: list[_Result],
+    since: dict[str, dt.date],
+    gone_at: dict[str, dt.datetime],
+    report: CollectReport,
+):
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -383,8 +436,9 @@ def _merge(state: State, done: list[_Result], since: dict[str, dt.date], report:
     else:
         before = schema.empty_table()
     keys = ["symbol", "date"]
-    report.rows_added = listed.join(before.select(keys), keys, join_type="left anti").num_rows
-    report.rows_removed = before.join(listed.select(keys), keys, join_type="left anti").num_rows
+    added = listed.join(before.select(keys), keys, join_type="left anti")
+    removed = before.join(listed.select(keys), keys, join_type="left anti")
+    report.rows_added, report.rows_removed = added.num_rows, removed.num_rows
     both = listed.join(before, keys, right_suffix="_old", join_type="inner")
     changed = pc.or_(
         pc.not_equal(both["file_size_bytes"], both["file_size_bytes_old"]),
@@ -396,13 +450,101 @@ def _merge(state: State, done: list[_Result], since: dict[str, dt.date], report:
         pc.fill_null(pc.not_equal(both["etag"], both["etag_old"]), False),
     )
     report.rows_changed = int(pc.sum(changed).as_py() or 0)
+    events = _events(state, added, both.filter(changed), removed, gone_at)
+    report.events_added = events.num_rows
+    report.events_exact = int(pc.sum(events["exact"]).as_py() or 0)
     merge_availability(state, listed, since)
+    append_events(state, events)
 
     rows = [row for r in done for row in r.volume]
     report.volume_rows = sum(row["quote_volume_usdt"] is not None for row in rows)
     report.volume_absent = len(rows) - report.volume_rows
     if rows:
         merge_volume(state, rows_to_table(rows))
+
+
+def _covered(state: State) -> tuple[set[str], set[str] | None]:
+    """Symbols an earlier listing covered whole, and every symbol known before this run.
+
+    The first set: symbols with a row carrying an ETag (only our listings record one; a
+    state seeded from a release has none), whose first listing covered every date. The
+    second is None when no run of ours has discovered the folders yet (an empty or
+    seeded state): then a symbol missing from it may simply not have been looked for.
+    """
+    import pyarrow.compute as pc
+
+    old = state.availability
+    listed = set(_unique(old.filter(pc.is_valid(old["etag"]))["symbol"]))
+    if not state.runs:
+        return listed, None
+    return listed, set(state.symbols) | set(_unique(old["symbol"]))
+
+
+def _events(state: State, added: Any, replaced: Any, removed: Any, gone_at: dict) -> Any:
+    """This run's history rows, from the availability rows it added, changed and removed.
+
+    ``replaced`` is the inner join of listed and previous rows (previous ones suffixed
+    ``_old``). See the module docstring for when an appearance is exact.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    listed_before, known = _covered(state)
+    symbols = added["symbol"].to_pylist()
+    seen_arrive = pa.array(
+        [s in listed_before or (known is not None and s not in known) for s in symbols],
+        pa.bool_(),
+    )
+    window_end = pc.add(
+        pc.cast(added["date"], pa.timestamp("us")),
+        pa.scalar(dt.timedelta(days=2), pa.duration("us")),
+    )
+    in_window = pc.fill_null(pc.less(added["last_modified"], window_end), False)
+
+    def rows(table: Any, event: str, time: Any, exact: Any, observed: Any) -> Any:
+        n = table.num_rows
+        return pa.table(
+            {
+                "symbol": table["symbol"],
+                "date": table["date"],
+                "event": pa.array([event] * n, pa.string()),
+                "event_time": time,
+                "exact": exact,
+                "file_size_bytes": table["file_size_bytes"],
+                "etag": table["etag"],
+                "last_modified": table["last_modified"],
+                "observed_at": observed,
+            },
+            schema=events_schema(),
+        )
+
+    gone = pa.array([gone_at[s] for s in removed["symbol"].to_pylist()], pa.timestamp("us"))
+    events = pa.concat_tables(
+        [
+            rows(
+                added,
+                "appeared",
+                added["last_modified"],
+                pc.or_(seen_arrive, in_window),
+                added["probe_timestamp"],
+            ),
+            rows(
+                replaced,
+                "replaced",
+                replaced["last_modified"],
+                pa.array([True] * replaced.num_rows, pa.bool_()),
+                replaced["probe_timestamp"],
+            ),
+            rows(
+                removed,
+                "disappeared",
+                gone,
+                pa.array([False] * removed.num_rows, pa.bool_()),
+                gone,
+            ),
+        ]
+    )
+    return events.sort_by([("symbol", "ascending"), ("date", "ascending")])
 
 
 __all__ = [

@@ -1,18 +1,28 @@
 """The collected state: what ``bfa collect`` saw on Binance Vision, what ``bfa build`` reads.
 
-A state folder holds three files, each replaced atomically:
+A state folder holds four files, each replaced atomically:
 
 ``availability.parquet``
     One row per daily 1m-klines object that exists: symbol, date, size, Last-Modified,
     ETag and when it was listed. A missing (symbol, date) means "no file".
 ``volume.parquet``
     One row per (symbol, date) with the 1d kline's volume and OHLC, and where it came from.
+``events.parquet``
+    The observation history, append-only: one row per change ``bfa collect`` saw on an
+    object (``appeared``, ``replaced``, ``disappeared``), see :func:`events_schema`.
 ``state.json``
     Every symbol folder discovered, the last date seen, and a log of runs.
 
 Re-listing a symbol from a date replaces that symbol's availability rows from that date
 on (objects that vanished disappear, back-filled ones appear); volume rows are only ever
-added or updated, never erased by an availability re-check.
+added or updated, never erased by an availability re-check. The history keeps what the
+availability table forgets: rows are only ever appended, never rewritten or removed, so
+it is carried from run to run (and release to release) whole.
+
+A state folder written before the history existed has no ``events.parquet``; it still
+loads (``state_version`` stays 1), its history derived from its availability rows as
+``appeared`` events whose time is only a bound (``exact`` false): what happened to those
+objects before they were first recorded is unknown. The first save writes the file.
 """
 
 from __future__ import annotations
@@ -30,6 +40,9 @@ from intake_bfa.schema import FIRST_DATE, VOLUME_COLUMNS
 STATE_VERSION = 1
 AVAILABILITY_FILE = "availability.parquet"
 VOLUME_FILE = "volume.parquet"
+EVENTS_FILE = "events.parquet"
+#: The kinds of observation-history event.
+EVENT_KINDS = ("appeared", "replaced", "disappeared")
 META_FILE = "state.json"
 URL_PREFIX = "https://data.binance.vision/data/futures/um/daily/klines/"
 
@@ -60,6 +73,71 @@ def volume_schema():
     )
 
 
+def events_schema():
+    """Arrow schema of ``events.parquet``, the observation history.
+
+    ``symbol``, ``date``
+        The object's key (the daily 1m-klines zip of that symbol and day).
+    ``event``
+        ``appeared`` (a key not in the previous listing), ``replaced`` (same key, new
+        size, ETag or Last-Modified) or ``disappeared`` (a key no longer listed).
+    ``event_time``
+        When it happened: the object's Last-Modified for ``appeared`` and ``replaced``;
+        for ``disappeared``, the time of the listing that first missed it (S3 keeps no
+        trace of a deletion, so this is only an upper bound).
+    ``exact``
+        Whether ``event_time`` is the real time of the event rather than a bound (see
+        :mod:`intake_bfa.producer.collect` for when an appearance is exact).
+    ``file_size_bytes``, ``etag``, ``last_modified``
+        The object as listed; for ``disappeared``, as last listed before it went.
+    ``observed_at``
+        When the listing that saw the event was made.
+
+    Timestamps are naive UTC, like the other state tables.
+    """
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("symbol", pa.string()),
+            ("date", pa.date32()),
+            ("event", pa.string()),
+            ("event_time", pa.timestamp("us")),
+            ("exact", pa.bool_()),
+            ("file_size_bytes", pa.int64()),
+            ("etag", pa.string()),
+            ("last_modified", pa.timestamp("us")),
+            ("observed_at", pa.timestamp("us")),
+        ]
+    )
+
+
+def derived_events(availability: Any) -> Any:
+    """``appeared`` events, not exact, for availability rows whose history is unknown.
+
+    Used for a state folder written before the history existed and for a state seeded
+    from a release: each row is known to exist, but not whether it replaced an earlier
+    upload, so its Last-Modified only bounds its first appearance from above.
+    """
+    import pyarrow as pa
+
+    rows = availability.sort_by([("symbol", "ascending"), ("date", "ascending")])
+    n = rows.num_rows
+    return pa.table(
+        {
+            "symbol": rows["symbol"],
+            "date": rows["date"],
+            "event": pa.array(["appeared"] * n, pa.string()),
+            "event_time": rows["last_modified"],
+            "exact": pa.array([False] * n, pa.bool_()),
+            "file_size_bytes": rows["file_size_bytes"],
+            "etag": rows["etag"],
+            "last_modified": rows["last_modified"],
+            "observed_at": rows["probe_timestamp"],
+        }
+    ).cast(events_schema())
+
+
 @dataclass
 class State:
     """A loaded state folder.
@@ -72,12 +150,20 @@ class State:
         Every symbol folder discovered (listed or not yet).
     runs
         One dict per collect run (counts, requests, errors).
+    events
+        The observation history (:func:`events_schema`), oldest first; None derives it
+        from ``availability`` (:func:`derived_events`), as for a state without one.
     """
 
     availability: Any
     volume: Any
     symbols: list[str] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    events: Any = None
+
+    def __post_init__(self) -> None:
+        if self.events is None:
+            self.events = derived_events(self.availability)
 
     @property
     def last_date(self) -> dt.date | None:
@@ -114,11 +200,14 @@ def load_state(folder: Path) -> State:
     meta = json.loads(meta_path.read_text())
     if meta.get("state_version") != STATE_VERSION:
         raise ValueError(f"{meta_path}: unsupported state_version {meta.get('state_version')}")
+    events_path = folder / EVENTS_FILE
     return State(
         availability=pq.read_table(folder / AVAILABILITY_FILE, schema=availability_schema()),
         volume=pq.read_table(folder / VOLUME_FILE, schema=volume_schema()),
         symbols=list(meta.get("symbols", [])),
         runs=list(meta.get("runs", [])),
+        # A folder from before the history has none: State derives it (see the module doc).
+        events=pq.read_table(events_path, schema=events_schema()) if events_path.exists() else None,
     )
 
 
@@ -144,6 +233,8 @@ def save_state(folder: Path, state: State) -> None:
     volume = state.volume.sort_by([("symbol", "ascending"), ("date", "ascending")])
     _write_table(availability, folder / AVAILABILITY_FILE)
     _write_table(volume, folder / VOLUME_FILE)
+    # Kept in append order (never sorted): the previous file is a prefix of the new one.
+    _write_table(state.events.cast(events_schema()), folder / EVENTS_FILE)
     last = state.last_date
     meta = {
         "state_version": STATE_VERSION,
@@ -179,6 +270,59 @@ def merge_availability(state: State, listed: Any, relisted_from: dict[str, dt.da
     state.availability = pa.concat_tables([old, listed.cast(availability_schema())])
 
 
+def append_events(state: State, events: Any) -> None:
+    """Append ``events`` (:func:`events_schema`) to the history; nothing is ever rewritten."""
+    import pyarrow as pa
+
+    if events.num_rows:
+        state.events = pa.concat_tables([state.events, events.cast(events_schema())])
+
+
+def first_seen(state: State) -> Any:
+    """When each (symbol, date) object first appeared, and whether that time is exact.
+
+    Parameters
+    ----------
+    state
+        A loaded state.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``symbol``, ``date``, ``first_seen`` (the earliest ``appeared`` event time) and
+        ``first_seen_exact`` (that event's ``exact``), one row per key that ever appeared,
+        sorted by symbol and date. Later replacements or a disappearance and return do
+        not move it: it is the object's first appearance. Keys no longer available are
+        included; join on the availability table to keep only current ones.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    events = state.events
+    appeared = events.filter(pc.equal(events["event"], "appeared"))
+    # Earliest first, and on a tie an exact time before a bound; "first" then picks it.
+    ordered = appeared.append_column("inexact", pc.invert(appeared["exact"])).sort_by(
+        [
+            ("symbol", "ascending"),
+            ("date", "ascending"),
+            ("event_time", "ascending"),
+            ("inexact", "ascending"),
+        ]
+    )
+    grouped = ordered.group_by(["symbol", "date"], use_threads=False).aggregate(
+        [("event_time", "first"), ("exact", "first")]
+    )
+    out = pa.table(
+        {
+            "symbol": grouped["symbol"],
+            "date": grouped["date"],
+            "first_seen": grouped["event_time_first"],
+            "first_seen_exact": grouped["exact_first"],
+        }
+    )
+    return out.sort_by([("symbol", "ascending"), ("date", "ascending")])
+
+
 def merge_volume(state: State, rows: Any) -> None:
     """Upsert volume rows by (symbol, date); existing volume is never erased."""
     import pyarrow as pa
@@ -195,7 +339,12 @@ def merge_volume(state: State, rows: Any) -> None:
 
 
 def seed_from_table(daily_availability: Any) -> State:
-    """A state equivalent to a published ``daily_availability`` table (the incremental base)."""
+    """A state equivalent to a published ``daily_availability`` table (the incremental base).
+
+    A release carries no history, so each available row gets an ``appeared`` event at its
+    Last-Modified with ``exact`` false (:func:`derived_events`): a replacement before it
+    was published cannot be ruled out. The ETag is unknown (null).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
