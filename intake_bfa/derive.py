@@ -20,6 +20,21 @@ log = logging.getLogger(__name__)
 
 _QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "BTC", "ETH", "BNB")
 
+#: The ticker a contract traded under: its symbol less the ``SETTLED`` suffixes Binance
+#: gives a contract's history when it reuses the ticker for a new contract
+#: (``BNXUSDTSETTLED`` and ``BNXUSDT`` both traded as BNXUSDT).
+TICKER_SQL = "regexp_replace(symbol, '(_?SETTLED)+$', '')"
+
+#: The contracts of one ticker, oldest first (a window over rows with ``symbol``, ``ticker``,
+#: ``first_date`` and ``last_date``): the settled histories by their last, then first day
+#: (more ``SETTLED`` suffixes first on a tie), and the plain ticker, the contract that holds
+#: it now, last. ``LAG``/``LEAD`` over it give a contract's predecessor and successor. By
+#: dates, not by counting suffixes, so the links hold however Binance named the histories.
+CONTRACT_WINDOW_SQL = (
+    "PARTITION BY ticker ORDER BY regexp_matches(symbol, 'SETTLED$') DESC, last_date, "
+    "first_date, length(symbol) DESC, symbol"
+)
+
 #: One row per symbol that was ever available. Coverage end = the table's last date.
 SYMBOLS_SQL = f"""
 WITH avail AS (
@@ -39,9 +54,10 @@ life AS (
     FROM runs GROUP BY symbol
 ),
 coverage AS (SELECT MAX(date) AS end_date FROM daily_availability),
+tickers AS (SELECT *, {TICKER_SQL} AS ticker FROM life),
 named AS (
     SELECT *,
-           regexp_replace(regexp_replace(symbol, '(_?SETTLED)+$', ''), '_[0-9]{{6}}$', '') AS pair,
+           regexp_replace(ticker, '_[0-9]{{6}}$', '') AS pair,
            CASE
                WHEN regexp_matches(symbol, 'SETTLED$') THEN 'settled'
                WHEN regexp_matches(symbol, '_[0-9]{{6}}$') THEN 'delivery'
@@ -51,7 +67,7 @@ named AS (
                 THEN TRY_CAST(strptime(regexp_extract(symbol, '_([0-9]{{6}})$', 1), '%y%m%d')
                               AS DATE)
            END AS delivery_date
-    FROM life
+    FROM tickers
 )
 SELECT symbol, first_date, last_date, days_available,
        CAST(date_diff('day', first_date, last_date) + 1 - days_available AS INTEGER)
@@ -59,8 +75,12 @@ SELECT symbol, first_date, last_date, days_available,
        gap_count, contract_kind, delivery_date,
        NULLIF(regexp_extract(pair, '({"|".join(_QUOTES)})$', 1), '') AS quote_asset,
        (contract_kind <> 'settled' AND last_date >= coverage.end_date - INTERVAL 1 DAY)
-           AS listed_now
+           AS listed_now,
+       ticker,
+       LEAD(symbol) OVER contracts AS successor,
+       LAG(symbol) OVER contracts AS predecessor
 FROM named, coverage
+WINDOW contracts AS ({CONTRACT_WINDOW_SQL})
 ORDER BY symbol
 """
 

@@ -88,6 +88,20 @@ SYMBOLS_COLUMNS: dict[str, tuple[str, str]] = {
     "delivery_date": ("DATE", "delivery date of a dated contract, else null"),
     "quote_asset": ("VARCHAR", "quote asset: USDT, USDC, BUSD, BTC..."),
     "listed_now": ("BOOLEAN", "available on the last or second-to-last covered date"),
+    "ticker": (
+        "VARCHAR",
+        "the ticker the contract traded under: the symbol less its SETTLED suffixes "
+        "(BNXUSDTSETTLED traded as BNXUSDT); a reused ticker is several contracts",
+    ),
+    "successor": (
+        "VARCHAR",
+        "for a settled history, the next contract of its ticker (BNXUSDTSETTLED -> BNXUSDT, "
+        "XSETTLEDSETTLED -> XSETTLED); null for the latest contract of a ticker",
+    ),
+    "predecessor": (
+        "VARCHAR",
+        "the previous contract of the ticker (BNXUSDT -> BNXUSDTSETTLED); null for its first",
+    ),
 }
 
 
@@ -154,8 +168,9 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "symbols",
-            "One row per symbol: first/last available date, days available, gaps, contract kind, "
-            "quote asset, listed-now flag",
+            "One row per symbol (one contract): first/last available date, days available, gaps, "
+            "contract kind, quote asset, listed-now flag, ticker and the contracts before and "
+            "after it under that ticker",
             "table",
             "symbols.parquet",
             SYMBOLS_COLUMNS,

@@ -6,6 +6,7 @@ import json
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 import intake_bfa
 from intake_bfa.testing.server import ReleaseServer
@@ -17,6 +18,7 @@ TOKEN = "ghp_producertoken0000000000"
 REPO = "bfa/producer-e2e"
 
 
+@pytest.mark.slow  # collect, build, publish and read through the CLI: ~15 s
 def test_collect_build_publish_then_read(moto_endpoint, tmp_path, monkeypatch):
     bucket = Vision(moto_endpoint, "vision-e2e")
     bucket.put(base_objects())

@@ -146,6 +146,21 @@ def test_universe_equals_the_query_api(api):
     assert any_day["row_count"] >= doc["row_count"]
 
 
+def test_universe_by_contract_equals_the_query_api(api):
+    path = "/v1/universe?start=2020-01-01&end=2021-06-30&every_day=false&by=contract"
+    status, _, doc = get_json(api, path)
+    assert status == 200
+    with local_query(api, V_NEW) as q:
+        expected = q.universe("2020-01-01", "2021-06-30", every_day=False, by="contract")
+    got = [(r["symbol"], r["ticker"], r["predecessor"], r["successor"]) for r in doc["rows"]]
+    want = expected[["symbol", "ticker", "predecessor", "successor"]].astype(object)
+    assert got == [tuple(None if v != v else v for v in row) for row in want.to_numpy()]
+    assert ("BNXUSDT", "BNXUSDT", "BNXUSDTSETTLED", None) in got
+    _, _, schema = get_json(api, "/openapi.json")
+    (by,) = [p for p in schema["paths"]["/v1/universe"]["get"]["parameters"] if p["name"] == "by"]
+    assert by["schema"]["default"] == "symbol"
+
+
 # --- SQL ----------------------------------------------------------------------------------------
 
 
@@ -233,6 +248,7 @@ def test_server_survives_refusals_and_keeps_answering(api):
         ("/v1/universe?start=2021-01-01&end=2021-02-01&min_volume=-1", 422, "invalid_parameter"),
         ("/v1/universe?start=2021-01-01&end=2021-02-01&min_volume=nan", 422, "invalid_parameter"),
         ("/v1/universe?start=2021-01-01&end=2021-02-01&on=2021-03-01", 400, "invalid_query"),
+        ("/v1/universe?start=2021-01-01&end=2021-02-01&by=ticker", 422, "invalid_parameter"),
         ("/v1/sql", 422, "invalid_parameter"),
         ("/v1/sql?q=", 422, "invalid_parameter"),
         ("/v1/nothing", 404, "not_found"),

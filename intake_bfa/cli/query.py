@@ -130,6 +130,7 @@ def cmd_universe(args):
             min_volume=args.min_volume,
             quote=args.quote,
             kind=args.kind,
+            by=args.by,
             as_relation=True,
         ),
     )
@@ -282,8 +283,9 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
     ("universe", "survivorship-free backtest universe over a window",
      "Symbols available on every day of START..END (or on --on DATE, or --any-day), "
      "delisted ones included; --min-volume is the minimum AVERAGE daily quote volume over "
-     "the window's available days. Example: bfa universe 2021-01-01 2021-03-31 "
-     "--min-volume 1e6 --quote USDT",
+     "the window's available days. A reused ticker's contracts (BNXUSDTSETTLED, then "
+     "BNXUSDT) are separate rows; --by contract shows which share a ticker. "
+     "Example: bfa universe 2021-01-01 2021-03-31 --min-volume 1e6 --quote USDT",
      cmd_universe,
      lambda p: (
          p.add_argument("start", metavar="START", type=iso_day, help=_DAY), p.add_argument("end", metavar="END", type=iso_day, help=_DAY),
@@ -291,6 +293,9 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
          p.add_argument("--any-day", action="store_true", help="available on any day"),
          p.add_argument("--min-volume", type=real_number(0), metavar="X",
                         help="minimum average daily quote volume"),
+         p.add_argument("--by", choices=("symbol", "contract"), default="symbol",
+                        help="symbol: a row per symbol (default); contract: also each row's "
+                             "ticker and the contracts before and after it under that ticker"),
          _symbol_filters(p))),
     ("sql", "run one read-only SELECT on the datasets",
      "Run one SELECT on views daily_availability, volume_rankings and symbols (the cached "

@@ -565,12 +565,19 @@ class Query:
         min_volume: float | None = None,
         quote: str | None = None,
         kind: str | None = None,
+        by: str = "symbol",
         as_relation: bool = False,
     ):
         """A survivorship-free universe for a backtest over ``start`` .. ``end``.
 
         Delisted, settled and expired contracts are included whenever they meet the
         condition: membership depends only on data inside the window.
+
+        A row is always one contract, i.e. one symbol: when Binance reuses a ticker, the
+        old contract's history is renamed (``BNXUSDTSETTLED``) and the new one trades under
+        the plain ticker (``BNXUSDT``); the two are never merged, since their prices and
+        volumes are those of different instruments. ``by="contract"`` says which rows
+        share a ticker.
 
         Parameters
         ----------
@@ -591,6 +598,13 @@ class Query:
             To avoid look-ahead, end the window at the rebalancing date.
         quote, kind
             Keep only this quote asset / contract kind.
+        by
+            ``"symbol"`` (default): one row per symbol, ordered by symbol.
+            ``"contract"``: the same rows, each with the ``ticker`` it traded under and the
+            ``predecessor`` / ``successor`` contracts of that ticker (whether or not they are
+            in the universe), ordered by ticker, oldest contract first. There is no
+            ``"ticker"``: one row for both contracts of a reused ticker would add up two
+            instruments' volumes and join two unrelated price histories.
         as_relation
             Return a lazy DuckDB relation instead of a DataFrame.
 
@@ -598,8 +612,25 @@ class Query:
         -------
         pandas.DataFrame or duckdb.DuckDBPyRelation
             symbol, contract_kind, quote_asset, days_available, window_days,
-            avg_quote_volume, min_quote_volume, first_date, last_date, listed_now.
+            avg_quote_volume, min_quote_volume, first_date, last_date, listed_now;
+            ``by="contract"`` adds ticker (second) and predecessor, successor (last).
+
+        Raises
+        ------
+        QueryError
+            For a date outside the coverage, an unknown quote asset, contract kind or
+            ``by``, or a negative ``min_volume``.
         """
+        if not isinstance(by, str) or by not in S.UNIVERSE_BY:
+            hint = (
+                "; a ticker's contracts are kept apart (by='contract' gives each row its ticker)"
+                if by == "ticker"
+                else ""
+            )
+            raise QueryError(
+                f"by must be one of {', '.join(map(repr, S.UNIVERSE_BY))}, not {by!r}{hint}",
+                by=by,
+            )
         lo, hi = self._window(start, end)
         window_days = (hi - lo).days + 1
         params: list[Any] = []
@@ -628,7 +659,7 @@ class Query:
             condition += S.UNIVERSE_MIN_VOLUME
             params.append(float(min_volume))
         filters, values = self._filters(quote, kind)
-        sql = S.UNIVERSE.format(condition=condition, filters=filters)
+        sql = S.UNIVERSE_BY[by].format(condition=condition, filters=filters)
         return self._run(
             sql,
             [day, lo, hi, window_days, *params, *values],

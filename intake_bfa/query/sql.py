@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from intake_bfa.derive import CONTRACT_WINDOW_SQL, TICKER_SQL
 from intake_bfa.errors import QueryError
 from intake_bfa.filters import quote_identifier
 
@@ -141,7 +142,7 @@ ORDER BY "date"
 
 # One pass over the window's rows: availability and volume per symbol, then the
 # universe condition (every day / on a day / any day) and the volume threshold.
-UNIVERSE = """
+_UNIVERSE_WINDOW = """
 WITH w AS (
     SELECT "symbol",
            CAST(COUNT(*) FILTER (WHERE "available") AS INTEGER) AS days_available,
@@ -151,14 +152,38 @@ WITH w AS (
     FROM "daily_availability"
     WHERE "date" >= ? AND "date" <= ?
     GROUP BY "symbol"
-)
+)"""
+UNIVERSE = f"""{_UNIVERSE_WINDOW}
 SELECT w.symbol, s.contract_kind, s.quote_asset, w.days_available,
        CAST(? AS INTEGER) AS window_days, w.avg_quote_volume, w.min_quote_volume,
        s.first_date, s.last_date, s.listed_now
 FROM w JOIN "symbols" AS s ON s.symbol = w.symbol
-WHERE {condition}{filters}
+WHERE {{condition}}{{filters}}
 ORDER BY w.symbol
 """
+# by="contract": the same rows, each with the ticker it traded under and the contracts before
+# and after it under that ticker, grouped by ticker (oldest contract first). Computed from the
+# symbols table's names and dates with the SQL that builds its own ticker, predecessor and
+# successor columns, so it answers alike on releases built before those columns existed.
+UNIVERSE_BY_CONTRACT = f"""{_UNIVERSE_WINDOW},
+t AS (SELECT symbol, first_date, last_date, {TICKER_SQL} AS ticker FROM "symbols"),
+c AS (
+    SELECT symbol, ticker,
+           LAG(symbol) OVER contracts AS predecessor,
+           LEAD(symbol) OVER contracts AS successor,
+           ROW_NUMBER() OVER contracts AS nth
+    FROM t
+    WINDOW contracts AS ({CONTRACT_WINDOW_SQL})
+)
+SELECT w.symbol, c.ticker, s.contract_kind, s.quote_asset, w.days_available,
+       CAST(? AS INTEGER) AS window_days, w.avg_quote_volume, w.min_quote_volume,
+       s.first_date, s.last_date, s.listed_now, c.predecessor, c.successor
+FROM w JOIN "symbols" AS s ON s.symbol = w.symbol JOIN c ON c.symbol = w.symbol
+WHERE {{condition}}{{filters}}
+ORDER BY c.ticker, c.nth
+"""
+#: ``universe(by=...)`` values and their SQL.
+UNIVERSE_BY = {"symbol": UNIVERSE, "contract": UNIVERSE_BY_CONTRACT}
 UNIVERSE_EVERY_DAY = "w.days_available = ?"
 UNIVERSE_ANY_DAY = "w.days_available > 0"
 UNIVERSE_ON_DAY = "w.on_day"

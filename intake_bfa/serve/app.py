@@ -51,6 +51,13 @@ class Kind(StrEnum):
     settled = "settled"
 
 
+class UniverseBy(StrEnum):
+    """Rows of a universe: per symbol, or per contract with its ticker and neighbours."""
+
+    symbol = "symbol"
+    contract = "contract"
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable reason, e.g. invalid_query")
     message: str = Field(description="what was wrong and how to fix it")
@@ -300,6 +307,14 @@ def create_app(engine: Engine) -> FastAPI:
         ] = None,
         quote: QuoteParam = None,
         kind: Annotated[Kind | None, Query(description="contract kind")] = None,
+        by: Annotated[
+            UniverseBy,
+            Query(
+                description="symbol: a row per symbol; contract: also each row's ticker and "
+                "the contracts before and after it under that ticker (a reused ticker's "
+                "contracts stay separate rows)"
+            ),
+        ] = UniverseBy.symbol,
         version: VersionParam = None,
         format: FormatParam = None,
     ) -> Response:
@@ -312,6 +327,7 @@ def create_app(engine: Engine) -> FastAPI:
                 min_volume=min_volume,
                 quote=quote,
                 kind=kind.value if kind else None,
+                by=by.value,
                 as_relation=True,
             )
             table, pinned = _arrow(rel), q.version
