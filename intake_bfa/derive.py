@@ -2,9 +2,12 @@
 
 A rolling-layout release ships only the database, so the consumer derives the
 ``daily_availability`` and ``symbols`` Parquet files from it, once, into the
-cache. The producer runs the same SQL when it builds a release, so both paths
-give identical tables. ``volume_rankings`` is computed here exactly as the publishing
-project's own generator computes it, so the dataset means one thing in every layout.
+cache. ``daily_availability`` gains ``first_seen``: from the database's observation history
+(``availability_events``) when it has one, else the file's Last-Modified, not exact (the
+publishing project keeps no history, so that time only bounds the first upload). The
+producer runs the same SQL when it builds a release, so both paths give identical tables.
+``volume_rankings`` is computed here exactly as the publishing project's own generator
+computes it, so the dataset means one thing in every layout.
 """
 
 from __future__ import annotations
@@ -126,9 +129,77 @@ SELECT date, symbol,
 FROM changes
 """
 
-DAILY_AVAILABILITY_SQL = f"SELECT * FROM daily_availability ORDER BY {TILED_ORDER}"
+#: ``daily_availability`` with ``first_seen`` from a database without an observation history
+#: (the publishing project's): the Last-Modified, an upper bound of the first upload.
+DAILY_AVAILABILITY_SQL = f"""
+SELECT *,
+       CASE WHEN available THEN CAST(last_modified AS TIMESTAMP) END AS first_seen,
+       CASE WHEN available THEN false END AS first_seen_exact
+FROM daily_availability ORDER BY {TILED_ORDER}
+"""
+
+#: ``daily_availability`` with ``first_seen`` from the database's ``availability_events``
+#: table (the project's own releases): the earliest ``appeared`` time of the file, exact when
+#: one of the events at that time is; an available row without any ``appeared`` event falls
+#: back to its Last-Modified, not exact. The release's Parquet file is this, row for row.
+DAILY_AVAILABILITY_EVENTS_SQL = f"""
+WITH appeared AS (
+    SELECT symbol, date, event_time, exact,
+           MIN(event_time) OVER (PARTITION BY symbol, date) AS earliest
+    FROM availability_events WHERE event = 'appeared'
+),
+earliest AS (
+    SELECT symbol, date, MIN(event_time) AS seen, bool_or(exact) AS seen_exact
+    FROM appeared WHERE event_time = earliest GROUP BY symbol, date
+),
+joined AS (
+    SELECT d.*,
+           CASE WHEN d.available THEN CAST(COALESCE(e.seen, d.last_modified) AS TIMESTAMP)
+           END AS first_seen,
+           CASE WHEN d.available THEN COALESCE(e.seen IS NOT NULL AND e.seen_exact, false)
+           END AS first_seen_exact
+    FROM daily_availability AS d
+    LEFT JOIN earliest AS e ON e.symbol = d.symbol AND e.date = d.date
+)
+SELECT * FROM joined ORDER BY {TILED_ORDER}
+"""
+
+#: The observation history as the release's Parquet file orders it.
+AVAILABILITY_EVENTS_SQL = (
+    f"SELECT * FROM availability_events ORDER BY {TILED_ORDER}, observed_at, event_time, event"
+)
 
 DERIVED_SQL = {"daily_availability": DAILY_AVAILABILITY_SQL, "symbols": SYMBOLS_SQL}
+
+
+def derived_sql(con, name: str) -> str:
+    """The SQL deriving dataset ``name`` from the database open on ``con``.
+
+    ``daily_availability`` takes ``first_seen`` from the database's ``availability_events``
+    table when it has one (:data:`DAILY_AVAILABILITY_EVENTS_SQL`), else from Last-Modified
+    (:data:`DAILY_AVAILABILITY_SQL`).
+
+    Parameters
+    ----------
+    con
+        A DuckDB connection whose current database and schema hold the release's tables.
+    name
+        One of :data:`DERIVED_SQL`.
+
+    Returns
+    -------
+    str
+        A ``SELECT`` over the current database's tables.
+    """
+    if name == "daily_availability":
+        found = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() AND table_name = ?",
+            ["availability_events"],
+        ).fetchall()[0][0]
+        if found:
+            return DAILY_AVAILABILITY_EVENTS_SQL
+    return DERIVED_SQL[name]
 
 
 def write_parquet(relation, dest: Path, *, sidecar: bool = False) -> Path:
@@ -154,7 +225,7 @@ def derive(name: str, database: Path, dest: Path, *, cache_dir: Path | None = No
     log.info("deriving %s from %s", name, database.name)
     con = interrupt.connect(str(database), read_only=True)
     try:
-        table = con.sql(DERIVED_SQL[name]).to_arrow_table()
+        table = con.sql(derived_sql(con, name)).to_arrow_table()
     finally:
         con.close()
     # Only the write is wrapped: DuckDB's own errors are not the cache folder's.

@@ -51,6 +51,8 @@ def missing_dataset_note(release_layout: str, dataset: str) -> str:
     if release_layout == "rolling" and dataset == "volume_rankings":
         # The upstream workflow's rankings step may fail on its own (continue-on-error).
         return f"the rolling release has no {ROLLING_RANKINGS_ASSET} asset"
+    if release_layout == "rolling" and dataset == "availability_events":
+        return "the rolling layout publishes no event history"
     return "its manifest does not list it"
 
 

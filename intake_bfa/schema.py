@@ -38,6 +38,48 @@ DAILY_AVAILABILITY_COLUMNS: dict[str, tuple[str, str]] = {
     "close_price": ("DOUBLE", "daily close"),
 }
 
+#: The columns of the database's ``daily_availability`` table: exactly the publishing
+#: project's schema, so its package reads (and writes) our database. The Parquet file adds
+#: :data:`FIRST_SEEN_COLUMNS`, computed from the ``availability_events`` table.
+DATABASE_DAILY_COLUMNS: dict[str, tuple[str, str]] = dict(DAILY_AVAILABILITY_COLUMNS)
+
+#: When each file was first seen, appended to the ``daily_availability`` dataset.
+FIRST_SEEN_COLUMNS: dict[str, tuple[str, str]] = {
+    "first_seen": (
+        "TIMESTAMP",
+        "when the file was first seen on Binance Vision, UTC: the Last-Modified of the first "
+        "upload seen (null when not available)",
+    ),
+    "first_seen_exact": (
+        "BOOLEAN",
+        "first_seen is the real upload time, not only an upper bound (null when not available)",
+    ),
+}
+DAILY_AVAILABILITY_COLUMNS.update(FIRST_SEEN_COLUMNS)
+
+#: The kinds of ``availability_events.event``.
+EVENT_KINDS = ("appeared", "replaced", "disappeared")
+
+AVAILABILITY_EVENTS_COLUMNS: dict[str, tuple[str, str]] = {
+    "symbol": ("VARCHAR", "futures symbol"),
+    "date": ("DATE", "UTC day of the daily 1m klines file"),
+    "event": (
+        "VARCHAR",
+        "appeared (a new file), replaced (same file, new size, ETag or Last-Modified) or "
+        "disappeared (no longer listed)",
+    ),
+    "event_time": (
+        "TIMESTAMP",
+        "when it happened, UTC: the file's Last-Modified for appeared and replaced; for "
+        "disappeared, the listing that first missed it (an upper bound)",
+    ),
+    "exact": ("BOOLEAN", "event_time is the real time of the event, not only an upper bound"),
+    "file_size_bytes": ("BIGINT", "size of the file as listed (as last listed, if disappeared)"),
+    "etag": ("VARCHAR", "the file's S3 ETag as listed (null when unknown)"),
+    "last_modified": ("TIMESTAMP", "the file's S3 Last-Modified as listed, UTC"),
+    "observed_at": ("TIMESTAMP", "when the listing that saw the event was made, UTC"),
+}
+
 #: The day's 1d-kline figures (volume and prices): null when there is no file.
 VOLUME_COLUMNS = (
     "quote_volume_usdt",
@@ -153,11 +195,12 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "availability_db",
-            "The whole DuckDB database (daily_availability, symbols, daily_symbol_counts), "
+            "The whole DuckDB database (daily_availability, symbols, daily_symbol_counts, "
+            "volume_rankings and, in the project's own releases, availability_events), "
             "opened read-only",
             "database",
             "availability.duckdb.gz",
-            DAILY_AVAILABILITY_COLUMNS,
+            DATABASE_DAILY_COLUMNS,
         ),
         DatasetSpec(
             "volume_rankings",
@@ -174,6 +217,14 @@ DATASETS: dict[str, DatasetSpec] = {
             "table",
             "symbols.parquet",
             SYMBOLS_COLUMNS,
+        ),
+        DatasetSpec(
+            "availability_events",
+            "The observation history: one row per change seen on a Binance Vision file "
+            "(appeared, replaced, disappeared), with its time, size and ETag",
+            "table",
+            "availability_events.parquet",
+            AVAILABILITY_EVENTS_COLUMNS,
         ),
     )
 }

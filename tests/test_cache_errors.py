@@ -202,6 +202,8 @@ def test_read_only_complete_cache_keeps_serving_after_the_ttl(published, cache_d
     assert run_cli("snapshot", DAY).returncode == 0  # caches latest (V_NEW) for queries
     fetched = run_cli("fetch", "volume_rankings")
     assert fetched.returncode == 0, fetched.stderr
+    # Everything bfa serve reads, so that the engine below starts from the cache alone.
+    assert run_cli("fetch", "availability_events").returncode == 0
     before = tree(cache_dir)
     stale = {"BFA_TTL": "0"}
     with read_only(cache_dir):

@@ -14,7 +14,13 @@ from intake_bfa.readers import BfaDatabaseReader, BfaPandasReader
 
 from .conftest import ROOT, V_OLD
 
-DATASET_NAMES = ["daily_availability", "availability_db", "volume_rankings", "symbols"]
+DATASET_NAMES = [
+    "daily_availability",
+    "availability_db",
+    "volume_rankings",
+    "symbols",
+    "availability_events",
+]
 
 
 def test_repo_and_packaged_catalogs_are_generated_and_identical():

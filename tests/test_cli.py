@@ -41,6 +41,7 @@ def test_datasets_command():
         "availability_db",
         "volume_rankings",
         "symbols",
+        "availability_events",
     ]
 
 

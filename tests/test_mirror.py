@@ -45,6 +45,7 @@ SECRET = "s3cr3t-never-printed-0123456789"
 TAG = f"data-{V_NEW}"
 ASSETS = (
     "availability.duckdb.gz",
+    "availability_events.parquet",
     "daily_availability.parquet",
     "symbols.parquet",
     "volume_rankings.parquet",
@@ -205,7 +206,7 @@ def test_rerun_writes_nothing_and_a_tampered_object_is_replaced(folder, bucket):
         "symbols.parquet",
         "manifest.json",
     ]
-    assert len(resumed.names("unchanged")) == 3 and bucket.puts() == writes + 3
+    assert len(resumed.names("unchanged")) == 4 and bucket.puts() == writes + 3
 
     # A foreign overwrite without our metadata, and one copying it (same size, other bytes).
     key = f"bfa/{TAG}/symbols.parquet"
@@ -298,7 +299,7 @@ def test_end_to_end_build_mirror_publish_then_consumers_fall_back(
         env={"AWS_SESSION_TOKEN": session},
     )
     assert out.returncode == 0, out.stderr
-    assert "6 uploaded, 0 replaced, 0 unchanged" in out.stdout
+    assert "7 uploaded, 0 replaced, 0 unchanged" in out.stdout
     assert "now list the mirror" in out.stdout
     assert "uploading symbols.parquet" in out.stderr  # -vv is on...
     assert SECRET not in out.stdout + out.stderr and session not in out.stdout + out.stderr
@@ -359,7 +360,7 @@ def test_end_to_end_build_mirror_publish_then_consumers_fall_back(
     assert json.loads(out.stdout) == [
         {
             "tag": TAG,
-            "objects": 6,
+            "objects": len(ASSETS) + 2,  # with catalog.yaml and manifest.json
             "bytes": sum(
                 p.stat().st_size
                 for p in folder.iterdir()

@@ -346,7 +346,7 @@ def test_sql_reads_the_views_and_optionally_the_database(q, da):
     got = q.sql("SELECT COUNT(*) AS n FROM daily_availability WHERE available")
     assert got.n[0] == da.available.sum()
     tables = set(q.sql("SHOW TABLES").name)
-    assert tables == {"daily_availability", "volume_rankings", "symbols"}
+    assert tables == {"daily_availability", "volume_rankings", "symbols", "availability_events"}
     counts = q.sql("SELECT * FROM db.daily_symbol_counts ORDER BY date", database=True)
     assert list(counts.available_symbols) == list(da.groupby("date").available.sum())
 

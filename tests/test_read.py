@@ -31,6 +31,9 @@ def test_read_latest_matches_the_published_file(cat, published, samples):
     for name in ("file_size_bytes", "trade_count"):
         assert str(df[name].dtype) == "Int64" and df[name].isna().any()
         expected[name] = expected[name].astype("Int64")
+    # Likewise a boolean column with nulls (first_seen_exact on days without a file).
+    assert str(df["first_seen_exact"].dtype) == "boolean" and df["first_seen_exact"].isna().any()
+    expected["first_seen_exact"] = expected["first_seen_exact"].astype("boolean")
     pd.testing.assert_frame_equal(df, expected)
     assert list(df.columns) == list(DAILY_AVAILABILITY_COLUMNS)
     assert df["date"].max() == dt.date(2021, 6, 30)

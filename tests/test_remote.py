@@ -97,7 +97,7 @@ def test_whole_table_count_and_views(served, big):
     fs = filesystem_of(con)
     listed = con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
     views = {name for (name,) in listed}
-    assert views == {"daily_availability", "volume_rankings", "symbols"}
+    assert views == {"daily_availability", "volume_rankings", "symbols", "availability_events"}
     manifest = get_manifest(get_settings(), V_NEW)
     for name in views:
         (count,) = con.sql(f"SELECT count(*) FROM {name}").fetchall()[0]

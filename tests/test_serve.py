@@ -67,7 +67,8 @@ def test_health_and_versions_are_pinned(api):
     by = {v["version"]: v for v in versions["versions"]}
     assert versions["default"] == V_NEW
     assert by[V_OLD]["coverage"]["end"] < by[V_NEW]["coverage"]["end"]
-    assert set(by[V_NEW]["datasets"]) == {"daily_availability", "symbols", "volume_rankings"}
+    served = {"daily_availability", "symbols", "volume_rankings", "availability_events"}
+    assert set(by[V_NEW]["datasets"]) == served
     status, _, datasets = get_json(api, "/v1/datasets")
     names = {d["name"]: d for d in datasets["datasets"]}
     assert names["daily_availability"]["served"] is True

@@ -1,9 +1,16 @@
 """Build a release folder from a ``daily_availability`` table.
 
 Writes, into ``out_dir``: ``availability.duckdb.gz`` (tables daily_availability
-with its primary key, symbols, daily_symbol_counts, volume_rankings), one Parquet
-file per table dataset, ``manifest.json`` and a ``catalog.yaml`` pinned to the
-version. Every file is written under a temporary name and moved into place.
+with its primary key, symbols, daily_symbol_counts, volume_rankings, availability_events),
+one Parquet file per table dataset, ``manifest.json`` and a ``catalog.yaml`` pinned to the
+version.
+
+The database's ``daily_availability`` keeps exactly the publishing project's columns (its
+package reads and writes our database, and the rolling release is that file); the
+Parquet file adds ``first_seen`` and ``first_seen_exact``, computed from the database's
+``availability_events`` table by :data:`intake_bfa.derive.DAILY_AVAILABILITY_EVENTS_SQL`,
+the SQL a consumer deriving the table from the database runs too. Every file is written
+under a temporary name and moved into place.
 """
 
 from __future__ import annotations
@@ -20,11 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.cache.layout import atomic_write_bytes, atomic_writer
-from intake_bfa.derive import SYMBOLS_SQL, VOLUME_RANKINGS_SQL, write_parquet
+from intake_bfa.derive import (
+    AVAILABILITY_EVENTS_SQL,
+    DAILY_AVAILABILITY_EVENTS_SQL,
+    SYMBOLS_SQL,
+    VOLUME_RANKINGS_SQL,
+    write_parquet,
+)
 from intake_bfa.manifest import MANIFEST_NAME
 from intake_bfa.parquet_layout import TILED_ORDER
 from intake_bfa.schema import (
-    DAILY_AVAILABILITY_COLUMNS,
+    AVAILABILITY_EVENTS_COLUMNS,
+    DATABASE_DAILY_COLUMNS,
     DATASETS,
     MANIFEST_SCHEMA_VERSION,
     REQUIRED_COLUMNS,
@@ -39,7 +53,7 @@ STORAGE_VERSION = "v1.2.0"
 
 _DDL = ",\n    ".join(
     f"{name} {typ}" + (" NOT NULL" if name in REQUIRED_COLUMNS else "")
-    for name, (typ, _) in DAILY_AVAILABILITY_COLUMNS.items()
+    for name, (typ, _) in DATABASE_DAILY_COLUMNS.items()
 )
 CREATE_DAILY_AVAILABILITY = f"""
 CREATE TABLE daily_availability (
@@ -94,12 +108,51 @@ def load_database(con, table: Any) -> None:
     """Create the release tables in DuckDB connection ``con`` from an Arrow table."""
     con.execute(CREATE_DAILY_AVAILABILITY)
     con.register("incoming", table)
-    cols = ", ".join(DAILY_AVAILABILITY_COLUMNS)
+    cols = ", ".join(DATABASE_DAILY_COLUMNS)
     con.execute(f"INSERT INTO daily_availability SELECT {cols} FROM incoming ORDER BY date, symbol")
     con.unregister("incoming")
     con.execute(f"CREATE TABLE symbols AS {SYMBOLS_SQL}")
     con.execute(CREATE_DAILY_SYMBOL_COUNTS)
     con.execute(f"INSERT INTO daily_symbol_counts {DAILY_SYMBOL_COUNTS_SQL}")
+
+
+CREATE_AVAILABILITY_EVENTS = "CREATE TABLE availability_events (\n    {}\n)".format(
+    ",\n    ".join(f"{name} {typ}" for name, (typ, _) in AVAILABILITY_EVENTS_COLUMNS.items())
+)
+
+#: Without a collected history: one ``appeared`` event per available row at its
+#: Last-Modified, not exact (a replacement before it cannot be ruled out), ETag unknown.
+_DERIVED_EVENTS_SQL = """
+SELECT symbol, date, 'appeared', last_modified, false, file_size_bytes, CAST(NULL AS VARCHAR),
+       last_modified, probe_timestamp
+FROM daily_availability WHERE available
+"""
+
+
+def load_events(con, events: Any = None) -> None:
+    """Create the ``availability_events`` table in ``con`` (after :func:`load_database`).
+
+    Parameters
+    ----------
+    con
+        A DuckDB connection whose current database holds ``daily_availability``.
+    events
+        The observation history (:func:`intake_bfa.producer.state.events_schema`), or None
+        to derive it from ``daily_availability`` (:data:`_DERIVED_EVENTS_SQL`). Events of
+        dates outside the table's dates are left out (a day the build trimmed).
+    """
+    con.execute(CREATE_AVAILABILITY_EVENTS)
+    cols = ", ".join(AVAILABILITY_EVENTS_COLUMNS)
+    if events is None:
+        con.execute(f"INSERT INTO availability_events {_DERIVED_EVENTS_SQL}")
+        return
+    con.register("incoming_events", events)
+    con.execute(
+        f"INSERT INTO availability_events SELECT {cols} FROM incoming_events "
+        "WHERE date BETWEEN (SELECT MIN(date) FROM daily_availability) "
+        "AND (SELECT MAX(date) FROM daily_availability)"
+    )
+    con.unregister("incoming_events")
 
 
 def _columns(con, relation_sql: str) -> list[dict[str, str]]:
@@ -120,6 +173,7 @@ def build_release(
     created_at: dt.datetime | None = None,
     synthetic: bool = False,
     note: str | None = None,
+    events: Any = None,
 ) -> dict[str, Any]:
     """Write a complete release (assets + manifest + pinned catalog) into ``out_dir``.
 
@@ -137,6 +191,11 @@ def build_release(
         Label the release as synthetic sample data.
     note
         Free text stored in the manifest (e.g. where synthetic data comes from).
+    events
+        The observation history (``State.events``, see
+        :func:`intake_bfa.producer.state.events_schema`) published as ``availability_events``
+        and the source of ``first_seen``; None (a release built from a table alone) derives
+        one ``appeared`` event per available row at its Last-Modified, not exact.
 
     Returns
     -------
@@ -157,11 +216,13 @@ def build_release(
         con.execute("USE release")
         load_database(con, table)
         con.execute(f"CREATE TABLE volume_rankings AS {VOLUME_RANKINGS_SQL}", {"generated": stamp})
+        load_events(con, events)
         datasets: dict[str, Any] = {}
         tables = {
-            "daily_availability": f"SELECT * FROM daily_availability ORDER BY {TILED_ORDER}",
+            "daily_availability": DAILY_AVAILABILITY_EVENTS_SQL,
             "volume_rankings": f"SELECT * FROM volume_rankings ORDER BY {TILED_ORDER}",
             "symbols": "SELECT * FROM symbols ORDER BY symbol",
+            "availability_events": AVAILABILITY_EVENTS_SQL,
         }
         for name, sql in tables.items():
             asset = DATASETS[name].asset
@@ -170,7 +231,7 @@ def build_release(
                 "asset": asset,
                 "rows": con.sql(f"SELECT COUNT(*) FROM {name}").fetchall()[0][0],
                 "coverage": _coverage(con, name) if name != "symbols" else None,
-                "columns": _columns(con, f"SELECT * FROM {name}"),
+                "columns": _columns(con, sql),
             }
         datasets["availability_db"] = {
             "asset": DATASETS["availability_db"].asset,

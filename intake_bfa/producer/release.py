@@ -108,7 +108,7 @@ def build_from_state(
         table = con.sql("SELECT * FROM grid WHERE date <= ?", params=[end]).to_arrow_table()
     con.close()
     version = version or (today or dt.datetime.now(dt.UTC).date()).isoformat()
-    manifest = build_release(table, Path(out_dir), version)
+    manifest = build_release(table, Path(out_dir), version, events=state.events)
     atomic_write_bytes(
         Path(out_dir) / "catalog.yaml",
         catalog_yaml(repo=repo, api_url=api_url, version=version).encode(),

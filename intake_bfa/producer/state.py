@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from intake_bfa.cache.layout import atomic_write_bytes, temp_file
+from intake_bfa.schema import EVENT_KINDS as EVENT_KINDS  # the kinds of event, re-exported
 from intake_bfa.schema import FIRST_DATE, VOLUME_COLUMNS
 
 STATE_VERSION = 1
 AVAILABILITY_FILE = "availability.parquet"
 VOLUME_FILE = "volume.parquet"
 EVENTS_FILE = "events.parquet"
-#: The kinds of observation-history event.
-EVENT_KINDS = ("appeared", "replaced", "disappeared")
 META_FILE = "state.json"
 URL_PREFIX = "https://data.binance.vision/data/futures/um/daily/klines/"
 

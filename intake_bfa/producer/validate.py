@@ -7,7 +7,9 @@
   (``bfa build`` trims such a day), inside the range a real outage (a warning, an
   error with ``strict``);
 * **consistency**: every table has the same columns, types, row count and content
-  (an order-independent sum of row hashes) in the DuckDB database and in its Parquet file;
+  (an order-independent sum of row hashes) in the DuckDB database and in its Parquet file
+  (for ``daily_availability``, the database's table with ``first_seen`` computed from its
+  ``availability_events``, as a consumer deriving it would);
 * **diff** against the previous release (:func:`intake_bfa.changes.diff_files`): new
   dates, late back-fills, files that disappeared or were replaced, volumes that arrived or
   were revised, new and delisted symbols; written into ``RELEASE_NOTES.md`` and, machine
@@ -32,6 +34,7 @@ from typing import Any
 
 from intake_bfa.cache.layout import atomic_write_bytes
 from intake_bfa.changes import diff_files
+from intake_bfa.derive import derived_sql
 from intake_bfa.quality import check_files
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,8 @@ log = logging.getLogger(__name__)
 CHANGES_NAME = "changes.json"
 DROP_THRESHOLD = 0.3  # a day with 30 % fewer available symbols than the day before
 _TABLES = {"daily_availability": "daily_availability.parquet",
-           "volume_rankings": "volume_rankings.parquet", "symbols": "symbols.parquet"}  # fmt: skip
+           "volume_rankings": "volume_rankings.parquet", "symbols": "symbols.parquet",
+           "availability_events": "availability_events.parquet"}  # fmt: skip
 
 
 @dataclass
@@ -146,9 +150,12 @@ def check_completeness(
 
 def check_consistency(report: ValidationReport, con: Any, release_dir: Path) -> None:
     """Same columns, types, rows and content in the database and in each Parquet file."""
+    con.execute("USE db")
     for table, asset in _TABLES.items():
         path = release_dir / asset
-        db = con.sql(f"SELECT * FROM db.{table}")
+        # daily_availability: the database's table with first_seen from its events.
+        source = f"({derived_sql(con, table)})" if table == "daily_availability" else table
+        db = con.sql(f"SELECT * FROM {source}")
         pq = con.sql("SELECT * FROM read_parquet(?)", params=[str(path)])
         if list(zip(db.columns, map(str, db.types), strict=True)) != list(
             zip(pq.columns, map(str, pq.types), strict=True)
@@ -158,7 +165,7 @@ def check_consistency(report: ValidationReport, con: Any, release_dir: Path) -> 
             )
             continue
         fingerprint = "SELECT count(*), sum(hash(t)::HUGEINT) FROM {} t"
-        a = con.sql(fingerprint.format(f"db.{table}")).fetchall()[0]
+        a = con.sql(fingerprint.format(source)).fetchall()[0]
         b = con.sql(
             "SELECT count(*), sum(hash(t)::HUGEINT) FROM read_parquet(?) t", params=[str(path)]
         ).fetchall()[0]

@@ -28,7 +28,7 @@ from intake_bfa.filters import quote_identifier
 log = logging.getLogger(__name__)
 
 #: The table datasets, each exposed as a view of the same name.
-TABLES = ("daily_availability", "volume_rankings", "symbols")
+TABLES = ("daily_availability", "volume_rankings", "symbols", "availability_events")
 #: ``symbols.contract_kind`` values.
 KINDS = ("perpetual", "delivery", "settled")
 

@@ -24,7 +24,9 @@ from intake_bfa.errors import BfaError, QueryError, VersionNotFoundError, neares
 log = logging.getLogger(__name__)
 
 #: Datasets fetched at start: what the endpoints and user SQL read.
-SERVED_DATASETS = ("daily_availability", "symbols", "volume_rankings")
+SERVED_DATASETS = ("daily_availability", "symbols", "volume_rankings", "availability_events")
+#: Served when the release has them: the rolling layout publishes no event history.
+OPTIONAL_DATASETS = ("availability_events",)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ class Engine:
             if manifest.version in self.versions:
                 continue
             for name in SERVED_DATASETS + (("availability_db",) if self.database else ()):
+                if name in OPTIONAL_DATASETS and name not in manifest.datasets:
+                    continue
                 ensure_local(self.settings, manifest, name)  # downloads once; offline later
             # The first pooled query, warmed (views made, files opened) so the first
             # request does not pay for it.
