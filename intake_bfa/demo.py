@@ -21,6 +21,9 @@ from pathlib import Path
 #: (dates up to 2026-11-22, pinned version 2026-11-20) run verbatim on the demo.
 DEMO_VERSIONS = ("2026-11-20", "2026-11-23")
 DEFAULT_DEMO_SYMBOLS = 200
+#: Version of the demo's observation history (exact first_seen, re-uploads): a demo folder
+#: written by an older intake-bfa without it is rebuilt.
+DEMO_HISTORY = 1
 #: What the demo wrote, so a second run with the same request reuses it.
 DEMO_STAMP = "bfa-demo.json"
 DEMO_NOTE = (
@@ -69,7 +72,12 @@ def write_demo_releases(
     root = Path(folder).expanduser() if folder is not None else default_demo_dir()
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
-    wanted = {"symbols": symbols, "versions": list(DEMO_VERSIONS), "note": DEMO_NOTE}
+    wanted = {
+        "symbols": symbols,
+        "versions": list(DEMO_VERSIONS),
+        "note": DEMO_NOTE,
+        "history": DEMO_HISTORY,
+    }
     stamp = root / DEMO_STAMP
     try:
         done = json.loads(stamp.read_text(encoding="utf-8")) == wanted
@@ -80,7 +88,7 @@ def write_demo_releases(
     stamp.unlink(missing_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     try:
-        samples = SampleReleases(scratch, n_symbols=symbols)
+        samples = SampleReleases(scratch, n_symbols=symbols, history=True)
         for version in DEMO_VERSIONS:
             built = samples.dated(version)
             final = root / built.name

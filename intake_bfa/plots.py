@@ -35,6 +35,7 @@ __all__ = [
     "available_symbols",
     "listings_per_month",
     "symbol_timeline",
+    "upload_delay",
     "volume_share",
 ]
 
@@ -42,6 +43,7 @@ AVAILABLE_COLOR = "#2a9d8f"
 GAP_COLOR = "#e63946"
 DELISTING_COLOR = "#e76f51"
 LISTING_COLOR = "#264653"
+PERCENTILE_COLOR = "#6c757d"
 
 
 def require_matplotlib() -> None:
@@ -363,4 +365,72 @@ def volume_share(
     if not labels:
         ax.text(0.5, 0.5, "no traded symbols on this date", transform=ax.transAxes,
                 ha="center", va="center")  # fmt: skip
+    return ax.figure
+
+
+def upload_delay(
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    *,
+    symbols: str | list[str] | None = None,
+    exact_only: bool = False,
+    ax: Any = None,
+    version: str | None = None,
+    query: Any = None,
+):
+    """When files appear: the cumulative share of files there by N hours after their day.
+
+    An empirical CDF of ``Query.latency(...).delay_hours`` (first_seen minus the end of
+    the file's day), on a logarithmic hour axis so that the usual morning upload and
+    back-fills weeks later both show, with the 50th and 95th percentiles marked.
+
+    Parameters
+    ----------
+    start, end
+        Days of the files, inclusive (default: the whole coverage).
+    symbols
+        One symbol or a list (default: all).
+    exact_only
+        Only files whose first_seen is exact (default: all, inexact ones at their upper
+        bound).
+    ax
+        Draw into this axes instead of a new figure.
+    version
+        Dataset version (default ``"latest"``); ignored when ``query`` is given.
+    query
+        A :class:`~intake_bfa.query.Query` to reuse.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One step line (label ``"files"``): x the sorted delays in hours, y the share of
+        files (0..1); two vertical lines labelled ``"p50 ..."`` and ``"p95 ..."``.
+    """
+    require_matplotlib()
+    import numpy as np
+
+    with _pinned(query, version) as q:
+        rows = q.latency(start, end, symbols=symbols, exact_only=exact_only)
+        summary = q.latency_summary(start, end, symbols=symbols, exact_only=exact_only)
+        title = _title(q, "When daily files appear (hours after the end of their day)")
+    ax = _axes(ax, (9, 4.5))
+    delay = np.sort(rows["delay_hours"].to_numpy(dtype=float))
+    if len(delay):
+        share = np.arange(1, len(delay) + 1) / len(delay)
+        ax.step(delay, share, where="post", color=AVAILABLE_COLOR, label="files")
+        for p, style in ((50, "--"), (95, ":")):
+            hours = float(summary[f"p{p}_hours"].iloc[0])
+            there_by = summary[f"p{p}_by"].iloc[0]
+            ax.axvline(hours, color=PERCENTILE_COLOR, linestyle=style,
+                       label=f"p{p} {hours:.2f} h ({there_by})")  # fmt: skip
+        if delay[0] > 0:
+            ax.set_xscale("log")
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no files in this window", ha="center", transform=ax.transAxes)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("hours after the end of the file's day (UTC)")
+    ax.set_ylabel("share of files there")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
     return ax.figure

@@ -17,7 +17,7 @@ from typing import Any
 
 from intake_bfa.cli.common import add_data_version, iso_day, settings_from_args, whole_number
 
-KINDS = ("available", "timeline", "listings", "share")
+KINDS = ("available", "timeline", "listings", "share", "latency")
 #: Image formats by file extension (Agg writes PNG; matplotlib switches canvas for the rest).
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 DPI = 150
@@ -27,6 +27,7 @@ _ACCEPTS = {
     "timeline": {"symbol", "start", "end"},
     "listings": {"start", "end"},
     "share": {"date", "n"},
+    "latency": {"symbol", "start", "end"},
 }
 _REQUIRES = {"timeline": {"symbol"}}
 _FLAGS = {"symbol": "--symbol", "date": "--date", "start": "--start", "end": "--end", "n": "-n"}
@@ -43,10 +44,30 @@ def _check_usage(args: argparse.Namespace) -> str:
     if missing:
         flags = ", ".join(_FLAGS[name] for name in missing)
         args.parser.error(f"'bfa plot {args.kind}' needs {flags}")
-    fmt = FORMATS.get(Path(args.output).suffix.lower())
+    return image_format(args.parser, args.output)
+
+
+def image_format(parser: argparse.ArgumentParser, output: str, flag: str = "--output") -> str:
+    """The image format of file name ``output``; a usage error (exit 2) for other extensions.
+
+    Parameters
+    ----------
+    parser
+        The command's parser, which reports the error.
+    output
+        The image file name given by the user.
+    flag
+        The option that named it, for the message.
+
+    Returns
+    -------
+    str
+        ``"png"``, ``"svg"`` or ``"pdf"``.
+    """
+    fmt = FORMATS.get(Path(output).suffix.lower())
     if fmt is None:
-        args.parser.error(
-            f"--output {args.output!r}: use a {', '.join(FORMATS)} file name (the format "
+        parser.error(
+            f"{flag} {output!r}: use a {', '.join(FORMATS)} file name (the format "
             "comes from the extension)"
         )
     return fmt
@@ -61,29 +82,53 @@ def _figure(args: argparse.Namespace, q: Any):
         return plots.symbol_timeline(args.symbol, args.start, args.end, query=q)
     if args.kind == "listings":
         return plots.listings_per_month(args.start, args.end, query=q)
+    if args.kind == "latency":
+        return plots.upload_delay(args.start, args.end, symbols=args.symbol, query=q)
     return plots.volume_share(args.date, 10 if args.n is None else args.n, query=q)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from intake_bfa.cli.common import write_output
     from intake_bfa.plots import require_matplotlib
     from intake_bfa.query import Query
 
     fmt = _check_usage(args)
     require_matplotlib()  # before pinning a version: fail fast, without a download
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     with Query(args.version, settings_from_args(args)) as q:
         fig = _figure(args, q)
+    print(write_figure(fig, args.output, fmt))
+    return 0
+
+
+def write_figure(fig: Any, output: str, fmt: str) -> Path:
+    """Render ``fig`` with the Agg canvas into ``output`` atomically; returns its path.
+
+    Parameters
+    ----------
+    fig
+        A matplotlib figure.
+    output
+        The image file to write.
+    fmt
+        Its format, from :func:`image_format`.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from intake_bfa.cli.common import write_output
+
     FigureCanvasAgg(fig)  # explicit: never a GUI backend, whatever MPLBACKEND says
-    path = Path(args.output)
+    path = Path(output)
     with warnings.catch_warnings():
         # Without a CJK font, symbols such as 币安人生USDT get placeholder boxes; the
         # image is still right, and one warning per glyph would bury the output path.
         warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
         write_output(path, lambda fh: _save(fig, fh, fmt))
-    print(path)
-    return 0
+    return path
 
 
 def _save(fig: Any, fh: Any, fmt: str) -> None:
@@ -100,14 +145,18 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "KIND: available (symbols available per day; --start/--end), timeline (one "
         "symbol's available days with gaps in red; --symbol, --start/--end), listings "
         "(listings and delistings per month; --start/--end), share (top-N market share "
-        "by quote volume on --date, default the last covered day; -n, default 10). "
+        "by quote volume on --date, default the last covered day; -n, default 10), latency "
+        "(share of files there by N hours after the end of their day, p50/p95 marked; "
+        "--symbol, --start/--end). "
         "Example: bfa plot timeline --symbol BTCUSDT --output btc.png",
         epilog="Exit status: 0 when the image was written (its path is printed), 1 on "
         "errors (one line on stderr), 2 on usage errors. Needs matplotlib: "
         "pip install 'intake-bfa[plot]'.",
     )
     p.add_argument("kind", metavar="KIND", choices=KINDS, help=", ".join(KINDS))
-    p.add_argument("--symbol", help="a symbol as on Binance Vision, e.g. BTCUSDT (timeline)")
+    p.add_argument(
+        "--symbol", help="a symbol as on Binance Vision, e.g. BTCUSDT (timeline, latency)"
+    )
     p.add_argument("--date", metavar="DATE", type=iso_day, help="a UTC day, YYYY-MM-DD (share)")
     p.add_argument(
         "--start", metavar="DATE", type=iso_day, help="first day (default: coverage start)"

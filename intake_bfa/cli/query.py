@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from intake_bfa.cli.common import (
@@ -134,6 +135,54 @@ def cmd_universe(args):
             as_relation=True,
         ),
     )
+
+
+def cmd_latency(args):
+    """``bfa latency``: delay percentiles (or ``--rows``), and with ``--plot`` their chart."""
+    from intake_bfa.query.api import Query, fetch_arrow
+
+    if args.rows and args.by is not None:
+        args.parser.error("--rows lists every file; it cannot be combined with --by")
+    choose_format(args)  # usage errors before any download
+    image = None
+    if args.plot is not None:
+        from intake_bfa.cli.plot import image_format
+        from intake_bfa.plots import require_matplotlib
+
+        image = image_format(args.parser, args.plot, "--plot")
+        require_matplotlib()  # before pinning a version: fail fast, without a download
+    window = {"symbols": args.symbol, "exact_only": args.exact_only, "as_relation": True}
+    with Query(args.version, settings_from_args(args)) as q:
+        if args.rows:
+            table = fetch_arrow(q.latency(args.start, args.end, **window))
+        else:
+            table = fetch_arrow(q.latency_summary(args.start, args.end, by=args.by, **window))
+        if image is not None:
+            from intake_bfa import plots
+            from intake_bfa.cli.plot import write_figure
+
+            fig = plots.upload_delay(
+                args.start, args.end, symbols=args.symbol, exact_only=args.exact_only, query=q
+            )
+            print(f"bfa: chart written to {write_figure(fig, args.plot, image)}", file=sys.stderr)
+        emit(table, args, q.version)
+    return 0
+
+
+def _latency_arguments(p: argparse.ArgumentParser) -> None:
+    _window(p, "files' days")
+    p.add_argument("--symbol", metavar="SYMBOL", nargs="+", help="only these symbols")
+    p.add_argument("--exact-only", action="store_true",
+                   help="only files whose first_seen is exact (default: all, inexact ones at "
+                        "their upper bound)")  # fmt: skip
+    p.add_argument("--by", choices=("date", "symbol"),
+                   help="a row per day or per symbol (default: one row)")  # fmt: skip
+    p.add_argument("--rows", action="store_true",
+                   help="every file's first_seen and delay_hours instead of percentiles")  # fmt: skip
+    p.add_argument("--plot", metavar="FILE",
+                   help="also draw the share of files there by N hours (p50/p95 marked) into "
+                        "FILE (.png, .svg or .pdf; needs matplotlib)")  # fmt: skip
+    _narrow_table(p, LATENCY_TABLE_COLUMNS)
 
 
 def cmd_sql(args):
@@ -297,6 +346,13 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
                         help="symbol: a row per symbol (default); contract: also each row's "
                              "ticker and the contracts before and after it under that ticker"),
          _symbol_filters(p))),
+    ("latency", "when daily files appear: upload delay percentiles",
+     "Upload delay of the daily files: first_seen minus the end of their day (midnight UTC), "
+     "as percentiles (p50..p99, in hours and as the time by which that share is there, e.g. "
+     "'D+1 08:50 UTC') and the percent more than 1 and 7 days late; inexact first_seen (an "
+     "upper bound) counts unless --exact-only. Example: bfa latency --start 2026-01-01 "
+     "--plot latency.png",
+     cmd_latency, lambda p: _latency_arguments(p)),
     ("sql", "run one read-only SELECT on the datasets",
      "Run one SELECT on views daily_availability, volume_rankings and symbols (the cached "
      "files of --data-version, or with --remote the release's Parquet files read by HTTP range "
@@ -318,6 +374,13 @@ _COMMANDS: list[tuple[str, str, str, Any, Any]] = [
 TIMELINE_TABLE_COLUMNS = (
     "date", "symbol", "available", "file_size_bytes", "last_modified", "quote_volume_usdt",
     "trade_count", "close_price",
+)  # fmt: skip
+
+
+#: What ``bfa latency`` shows as a table by default.
+LATENCY_TABLE_COLUMNS = (
+    "date", "symbol", "first_seen", "first_seen_exact", "delay_hours", "files", "exact_files",
+    "p50_hours", "p95_hours", "p50_by", "p95_by", "p99_by", "late_1d_pct", "late_7d_pct",
 )  # fmt: skip
 
 

@@ -667,6 +667,128 @@ class Query:
             as_relation,
         )
 
+    # --- when data appears ---------------------------------------------------------------
+
+    def _latency_sql(
+        self,
+        template: str,
+        start: DateLike | None,
+        end: DateLike | None,
+        symbols: Any,
+        exact_only: bool,
+    ) -> tuple[str, list[Any]]:
+        """``template`` with its first_seen source and filters, and its values."""
+        lo, hi = self._window(start, end)
+        filters, params = "", [lo, hi]
+        if symbols is not None:
+            if isinstance(symbols, str):
+                symbols = [symbols]
+            wanted = list(dict.fromkeys(self._symbol(s) for s in symbols))
+            if not wanted:
+                raise QueryError("symbols is empty; give at least one symbol or None for all")
+            filters, params = S.LATENCY_SYMBOLS_FILTER, [*params, wanted]
+        con = self._connection(["daily_availability"])
+        columns = {c for (c,) in con.execute(S.VIEW_COLUMNS, ["daily_availability"]).fetchall()}
+        first_seen = S.LATENCY_FIRST_SEEN if "first_seen" in columns else S.LATENCY_LAST_MODIFIED
+        exact = S.LATENCY_EXACT_FILTER if exact_only else ""
+        for name, fragment in (("first_seen", first_seen), ("filters", filters), ("exact", exact)):
+            template = template.replace(f"{{{name}}}", fragment)
+        return template, params
+
+    def latency(
+        self,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        symbols: str | Sequence[str] | None = None,
+        exact_only: bool = False,
+        as_relation: bool = False,
+    ):
+        """When each file appeared: its upload delay after the end of its day.
+
+        Parameters
+        ----------
+        start, end
+            Days of the files (inclusive); default the whole coverage.
+        symbols
+            One symbol or a list; None for every symbol.
+        exact_only
+            Only files whose first_seen is exact.
+        as_relation
+            Return a lazy DuckDB relation instead of a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame or duckdb.DuckDBPyRelation
+            One row per available file, by date then symbol: symbol, date, first_seen,
+            first_seen_exact and ``delay_hours`` = first_seen minus the end of ``date``
+            (midnight UTC starting the next day), in hours: 8.5 means 08:30 UTC the next
+            day, 48 two days late.
+
+        Notes
+        -----
+        Where ``first_seen_exact`` is false, first_seen (hence the delay) is only an upper
+        bound: the file's Last-Modified when no collector saw it arrive, which a later
+        re-upload moves. Releases built before first_seen existed use the Last-Modified
+        (not exact) for every row.
+        """
+        sql, params = self._latency_sql(S.LATENCY, start, end, symbols, exact_only)
+        return self._run(sql, params, ["daily_availability"], as_relation)
+
+    def latency_summary(
+        self,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        *,
+        symbols: str | Sequence[str] | None = None,
+        exact_only: bool = False,
+        by: str | None = None,
+        as_relation: bool = False,
+    ):
+        """Percentiles of the upload delay: by what time the files of day D are there.
+
+        Parameters
+        ----------
+        start, end, symbols
+            As in :meth:`latency`.
+        exact_only
+            Count only files whose first_seen is exact. By default every file counts, the
+            inexact ones with their upper bound (a delay never shorter than the real one):
+            ``exact_files`` says how many are exact.
+        by
+            None (default): one row for the whole window; ``"date"``: one row per day;
+            ``"symbol"``: one row per symbol (first column).
+        as_relation
+            Return a lazy DuckDB relation instead of a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame or duckdb.DuckDBPyRelation
+            files, exact_files; ``p50_hours``, ``p90_hours``, ``p95_hours``, ``p99_hours``:
+            delay percentiles in hours after the end of D (linear interpolation);
+            ``p50_by`` .. ``p99_by``: the same as the time by which that share of files is
+            there, e.g. ``"D+1 08:50 UTC"`` (rounded up to the minute; ``D+3`` is two days
+            later); max_hours; ``late_1d_pct`` and ``late_7d_pct``: percent of files that
+            arrived more than 1 and 7 days after the end of D. A window without files
+            gives one row with files 0 and nulls.
+
+        Raises
+        ------
+        QueryError
+            For a date outside the coverage, an unknown symbol or ``by``.
+        """
+        if by not in S.LATENCY_GROUPS:
+            choices = ", ".join(repr(k) for k in S.LATENCY_GROUPS)
+            raise QueryError(f"by must be one of {choices}, not {by!r}", by=by)
+        group = S.LATENCY_GROUPS[by]
+        sql, params = self._latency_sql(S.LATENCY_SUMMARY, start, end, symbols, exact_only)
+        sql = sql.format(
+            group=f"{group}, " if group else "",
+            group_by=f"GROUP BY {group}" if group else "",
+            order_by=f"ORDER BY {group}" if group else "",
+        )
+        return self._run(sql, params, ["daily_availability"], as_relation)
+
 
 #: Rows per Arrow batch when a user query's result is capped: the caps are checked per
 #: batch, so this bounds the overshoot (DuckDB itself computes 2048-row vectors).

@@ -189,6 +189,62 @@ UNIVERSE_ANY_DAY = "w.days_available > 0"
 UNIVERSE_ON_DAY = "w.on_day"
 UNIVERSE_MIN_VOLUME = " AND w.avg_quote_volume >= ?"
 
+# Upload delay: first_seen minus the end of the file's day (midnight UTC starting D+1), in
+# hours. {first_seen} is LATENCY_FIRST_SEEN, or on a release without that column (built
+# before it existed) LATENCY_LAST_MODIFIED: the Last-Modified, an upper bound; {filters} is
+# empty or LATENCY_SYMBOLS_FILTER; {exact} is empty or LATENCY_EXACT_FILTER.
+_LATENCY_ROWS = """
+SELECT "symbol", "date", first_seen, first_seen_exact,
+       EPOCH_US(first_seen - CAST("date" + 1 AS TIMESTAMP)) / 3600e6 AS delay_hours
+FROM (SELECT "symbol", "date", {first_seen}
+      FROM "daily_availability"
+      WHERE "available" AND "date" >= ? AND "date" <= ?{filters}) AS a
+WHERE first_seen IS NOT NULL"""
+LATENCY = _LATENCY_ROWS + '{exact}\nORDER BY "date", "symbol"\n'
+LATENCY_FIRST_SEEN = "first_seen, first_seen_exact"
+LATENCY_LAST_MODIFIED = "CAST(last_modified AS TIMESTAMP) AS first_seen, false AS first_seen_exact"
+LATENCY_SYMBOLS_FILTER = ' AND list_contains(?, "symbol")'
+LATENCY_EXACT_FILTER = " AND first_seen_exact"
+#: The quantiles of ``latency_summary`` (percent).
+LATENCY_PERCENTILES = (50, 90, 95, 99)
+
+
+def _there_by(hours: str) -> str:
+    """SQL text of 'D+1 08:50 UTC': when, counted from day D, ``hours`` after D's end have
+    passed (rounded up to the minute)."""
+    m = f"CAST(CEIL({hours} * 60) AS BIGINT)"
+    day = f"CAST(FLOOR({m} / 1440) AS BIGINT)"
+    rest = f"({m} - {day} * 1440)"  # minutes into that day, 0..1439
+    return (f"CASE WHEN {hours} IS NOT NULL THEN printf('D+%d %02d:%02d UTC', {day} + 1, "
+            f"{rest} // 60, {rest} % 60) END")  # fmt: skip
+
+
+_PCT = ",\n       ".join(
+    f"quantile_cont(delay_hours, {p / 100}) AS p{p}_hours" for p in LATENCY_PERCENTILES
+)
+_BY = ",\n       ".join(f"{_there_by(f'p{p}_hours')} AS p{p}_by" for p in LATENCY_PERCENTILES)
+# {group} is empty or one of LATENCY_GROUPS' columns followed by a comma.
+LATENCY_SUMMARY = f"""
+WITH l AS ({_LATENCY_ROWS}{{exact}}),
+s AS (
+SELECT {{group}}CAST(COUNT(*) AS BIGINT) AS files,
+       CAST(COUNT(*) FILTER (WHERE first_seen_exact) AS BIGINT) AS exact_files,
+       {_PCT},
+       MAX(delay_hours) AS max_hours,
+       100.0 * AVG(CAST(delay_hours > 24 AS DOUBLE)) AS late_1d_pct,
+       100.0 * AVG(CAST(delay_hours > 168 AS DOUBLE)) AS late_7d_pct
+FROM l {{group_by}}
+)
+SELECT {{group}}files, exact_files,
+       {", ".join(f"p{p}_hours" for p in LATENCY_PERCENTILES)},
+       {_BY},
+       max_hours, late_1d_pct, late_7d_pct
+FROM s {{order_by}}
+"""
+#: ``latency_summary(by=...)``: the group column (None: one row for the whole window).
+LATENCY_GROUPS = {None: "", "date": '"date"', "symbol": '"symbol"'}
+
+VIEW_COLUMNS = "SELECT column_name FROM duckdb_columns() WHERE table_name = ?"
 KNOWN_SYMBOLS = 'SELECT "symbol" FROM "symbols"'
 RANKED = 'SELECT 1 FROM "volume_rankings" WHERE "symbol" = ? LIMIT 1'
 KNOWN_QUOTES = 'SELECT DISTINCT "quote_asset" FROM "symbols" WHERE "quote_asset" IS NOT NULL'

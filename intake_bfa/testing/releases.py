@@ -18,7 +18,7 @@ from typing import Any
 from intake_bfa.producer.build import STORAGE_VERSION, build_release, gzip_file, load_database
 from intake_bfa.releases import ROLLING_RANKINGS_ASSET, release_body_metadata
 from intake_bfa.testing.server import ReleaseServer
-from intake_bfa.testing.synthetic import SYNTHETIC_NOTE, generate_daily_availability
+from intake_bfa.testing.synthetic import SYNTHETIC_NOTE, generate_daily_availability, with_history
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,23 @@ def sample_table(end: dt.date, *, n_symbols: int = 60, seed: int = 7):
     return generate_daily_availability(n_symbols=n_symbols, end=end, seed=seed)
 
 
-def build_dated(table: Any, out_dir: Path, version: str) -> Path:
-    """Build a project-layout release of ``table`` into ``out_dir`` (labelled synthetic)."""
+def build_dated(table: Any, out_dir: Path, version: str, *, events: Any = None) -> Path:
+    """Build a project-layout release of ``table`` into ``out_dir`` (labelled synthetic).
+
+    ``events`` is the observation history published as ``availability_events`` (see
+    :func:`intake_bfa.testing.synthetic.with_history`); None derives one inexact
+    ``appeared`` event per available row at its Last-Modified.
+    """
     created = dt.datetime.combine(dt.date.fromisoformat(version), dt.time(9, 30), dt.UTC)
-    build_release(table, out_dir, version, created_at=created, synthetic=True, note=SYNTHETIC_NOTE)
+    build_release(
+        table,
+        out_dir,
+        version,
+        created_at=created,
+        synthetic=True,
+        note=SYNTHETIC_NOTE,
+        events=events,
+    )
     return out_dir
 
 
@@ -121,25 +134,37 @@ class SampleReleases:
         Folder holding the built releases.
     n_symbols
         Symbols in the synthetic universe.
+    history
+        Publish an observation history with re-uploads (:func:`with_history`: exact
+        ``first_seen``, a few files replaced after their upload) in the dated releases,
+        as the demo does; False (the tests' samples): the history a release built from a
+        table alone has, one inexact ``appeared`` event per file.
     """
 
-    def __init__(self, root: Path, *, n_symbols: int = 60) -> None:
+    def __init__(self, root: Path, *, n_symbols: int = 60, history: bool = False) -> None:
         self.root = Path(root)
         self.n_symbols = n_symbols
+        self.history = history
         self._tables: dict[dt.date, Any] = {}
+
+    def _inputs(self, end: dt.date) -> tuple[Any, Any]:
+        """The table and history (None without ``history``) up to ``end`` (memoised)."""
+        if end not in self._tables:
+            table = sample_table(end, n_symbols=self.n_symbols)
+            self._tables[end] = with_history(table) if self.history else (table, None)
+        return self._tables[end]
 
     def table(self, end: dt.date):
         """The synthetic table covering 2019-12-31..``end`` (memoised)."""
-        if end not in self._tables:
-            self._tables[end] = sample_table(end, n_symbols=self.n_symbols)
-        return self._tables[end]
+        return self._inputs(end)[0]
 
     def dated(self, version: str) -> Path:
         """Built release for ``version`` (coverage ends the day before)."""
         out = self.root / f"data-{version}"
         if not (out / "manifest.json").exists():
             end = dt.date.fromisoformat(version) - dt.timedelta(days=1)
-            build_dated(self.table(end), out, version)
+            table, events = self._inputs(end)
+            build_dated(table, out, version, events=events)
         return out
 
     def rolling(self, end: dt.date) -> Path:

@@ -379,6 +379,82 @@ def generate_daily_availability(
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
+#: Share of available files re-uploaded by :func:`with_history` (same key, new Last-Modified).
+REPLACED_SHARE = 0.002
+#: Hour of the day (UTC) of the collector's daily listing run (09:10, as ``probe_timestamp``).
+_RUN_US = 33_000 * _SEC_US
+
+
+def with_history(table: pa.Table, *, seed: int = 7) -> tuple[pa.Table, pa.Table]:
+    """Add re-uploads to a generated table and the observation history a collector would keep.
+
+    A share (:data:`REPLACED_SHARE`) of the files uploaded on time is replaced 2 to 18 days
+    after their upload (at any time of day, before the collector's last re-check of that
+    row): the returned table's ``last_modified`` is the replacement's, while the history
+    has the original upload as an exact ``appeared`` event and the re-upload as a
+    ``replaced`` event. Every other available file has one exact ``appeared`` event at its
+    Last-Modified, late back-fills included: the synthetic collector ran every day and saw
+    each file arrive. A release built with this history (``build_release(table, ...,
+    events=events)``) therefore has ``first_seen`` at the original upload and
+    ``last_modified`` at the replacement, as on Binance Vision.
+
+    Parameters
+    ----------
+    table
+        A table of :func:`generate_daily_availability` (schema :data:`SCHEMA`).
+    seed
+        Seed of the replacements (independent of the table's own draws).
+
+    Returns
+    -------
+    tuple of pyarrow.Table
+        The table with replaced Last-Modified times, and the events with the columns and
+        types of :func:`intake_bfa.producer.state.events_schema`, sorted by date, symbol,
+        event time.
+    """
+    rng = np.random.default_rng([seed, 2])
+    available = table.column("available").to_numpy(zero_copy_only=False)
+    day_us = table.column("date").cast(pa.int32()).to_numpy().astype(np.int64) * _DAY_US
+    raw = table.column("last_modified").cast(pa.int64()).fill_null(0).to_numpy()
+    probe = table.column("probe_timestamp").cast(pa.int64()).to_numpy()
+    # Only files uploaded on time whose re-check window covers the re-upload.
+    on_time = raw - day_us < 2 * _DAY_US
+    room = probe - raw > 19 * _DAY_US
+    replaced = available & on_time & room & (rng.random(len(raw)) < REPLACED_SHARE)
+    delay = rng.integers(2 * 86_400, 18 * 86_400, len(raw)) * _SEC_US
+    modified = np.where(replaced, raw + delay, raw)
+
+    def observed(t: np.ndarray) -> np.ndarray:
+        """The first daily listing run (09:10 UTC) after ``t``."""
+        run = t // _DAY_US * _DAY_US + _RUN_US
+        return np.where(run > t, run, run + _DAY_US)
+
+    up = np.nonzero(available)[0]
+    rep = np.nonzero(replaced)[0]
+    rows = np.concatenate([up, rep])
+    kind = np.concatenate([np.zeros(len(up), np.int8), np.ones(len(rep), np.int8)])
+    time = np.concatenate([raw[up], modified[rep]])
+    order = np.lexsort((time, rows))  # rows are sorted by date then symbol
+    rows, kind, time = rows[order], kind[order], time[order]
+    ts = pa.timestamp("us")
+    events = pa.table(
+        {
+            "symbol": table.column("symbol").take(pa.array(rows)),
+            "date": table.column("date").take(pa.array(rows)),
+            "event": pa.array(np.array(["appeared", "replaced"])[kind]),
+            "event_time": pa.array(time, ts),
+            "exact": pa.array(np.ones(len(rows), bool)),
+            "file_size_bytes": table.column("file_size_bytes").take(pa.array(rows)),
+            "etag": pa.nulls(len(rows), pa.string()),
+            "last_modified": pa.array(time, ts),
+            "observed_at": pa.array(observed(time), ts),
+        }
+    )
+    column = pa.array(modified, ts, mask=~available)
+    i = table.schema.get_field_index("last_modified")
+    return table.set_column(i, table.schema.field(i), column), events
+
+
 def _tiled_strings(
     templates: list[str],
     n_days: int,
