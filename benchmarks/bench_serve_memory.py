@@ -46,6 +46,17 @@ def _rss_kb(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (listed under the thread that started each)."""
+    pids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            pids += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return [p for p in pids if "State:\tZ" not in Path(f"/proc/{p}/status").read_text()]
+
+
 def _post(url: str, sql: str) -> tuple[int, float, str]:
     data = json.dumps({"sql": sql}).encode()
     request = urllib.request.Request(
@@ -82,11 +93,17 @@ def _measure(env: dict, src: Path, sql: str, copies: int) -> dict:
         for t in threads:
             t.join()
         peak_kb = _rss_kb(pid, "VmHWM")
+        workers = _children(pid)
+        worker_kb = [_rss_kb(w, "VmHWM") for w in workers]
     return {
         "copies": copies,
         "baseline_mb": round(start_kb / 1024),
         "peak_mb": round(peak_kb / 1024),
         "growth_mb": round((peak_kb - start_kb) / 1024),
+        # SQL runs in worker processes (intake_bfa.serve.sql_workers): their peaks too
+        # (a worker killed or restarted after a failure is not counted).
+        "workers": len(workers),
+        "worker_peak_mb": round(max(worker_kb, default=0) / 1024),
         "answers": sorted({f"{s} {c}" for s, _, c in answers}),
         "slowest_s": round(max(t for _, t, _ in answers), 2),
     }
@@ -128,13 +145,13 @@ def main() -> int:
         (RESULTS / "serve_memory.json").write_text(json.dumps(res, indent=1))
     print(f"{res['sql']}; bound: memory limit + response cap = {res['bound_mb']} MB\n")
     print("| run | baseline RSS (MB) | peak RSS (MB) | growth (MB) | growth / bound | answers "
-          "| slowest (s) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---|---:|")
+          "| slowest (s) | SQL workers: count, largest peak RSS (MB) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---:|---|")
     for name, r in res["runs"].items():
         print(
             f"| {name} | {r['baseline_mb']} | {r['peak_mb']} | {r['growth_mb']} | "
             f"{r['growth_mb'] / res['bound_mb']:.2f} | {', '.join(r['answers'])} | "
-            f"{r['slowest_s']} |"
+            f"{r['slowest_s']} | {r['workers']}, {r['worker_peak_mb']} |"
         )
     return 0
 

@@ -13,6 +13,19 @@ _positive_int = whole_number(1)
 _positive_float = real_number(0, above=True)
 
 
+def _size(text: str) -> int:
+    """A positive size in bytes (``2GB``, ``512MiB``, ``1073741824``) for argparse."""
+    from intake_bfa.serve.sql_workers import parse_size
+
+    try:
+        size = parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text!r}")
+    return size
+
+
 def _address(args: argparse.Namespace) -> tuple[str, int]:
     """--host/--port, else BFA_SERVE_HOST/BFA_SERVE_PORT (a container sets them), else defaults."""
     import os
@@ -63,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_sql_length=args.max_sql_length,
         memory_limit=args.memory_limit,
         max_response_bytes=args.max_response_bytes,
+        worker_memory=args.sql_worker_memory,
     )
     sock = bind(host, port)  # before fetching: a taken port fails fast
     try:
@@ -147,6 +161,15 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         default=64 << 20,
         help="largest SQL result and response body, bytes; checked while the result is "
         "fetched (67108864)",
+    )
+    p.add_argument(
+        "--sql-worker-memory",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="memory each SQL worker process may add to its start-up footprint, e.g. 2GB "
+        "(default: --memory-limit plus twice --max-response-bytes plus 256 MiB); a query "
+        "needing more gets 422",
     )
     p.add_argument(
         "--pool-size",

@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intake_bfa.config import Settings, get_settings
-from intake_bfa.errors import BfaError, QueryError, VersionNotFoundError, nearest
+from intake_bfa.errors import BfaError, ConfigError, QueryError, VersionNotFoundError, nearest
 
 log = logging.getLogger(__name__)
+
+#: Seconds past the SQL timeout before a silent worker is killed: DuckDB's own interrupt
+#: normally answers first; this covers a worker stuck outside DuckDB.
+GRACE = 5.0
 
 #: Datasets fetched at start: what the endpoints and user SQL read.
 SERVED_DATASETS = ("daily_availability", "symbols", "volume_rankings", "availability_events")
@@ -54,6 +58,12 @@ class Limits:
     max_response_bytes
         Largest result (Arrow bytes, checked while it is fetched) and response body,
         in bytes (4xx beyond).
+    worker_memory
+        Memory each user-SQL worker process may add to its start-up footprint, in
+        bytes (its ``RLIMIT_DATA`` is that footprint plus this); None:
+        ``memory_limit`` plus twice ``max_response_bytes`` plus a baseline (see
+        :func:`intake_bfa.serve.sql_workers.worker_memory`). A query needing more is
+        refused (4xx) and cannot grow the server.
     """
 
     max_rows: int = 10_000
@@ -64,6 +74,7 @@ class Limits:
     memory_limit: str = "1GB"
     threads: int = 2
     max_response_bytes: int = 64 << 20
+    worker_memory: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -78,6 +89,16 @@ class Limits:
         for name in ("timeout", "queue_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.worker_memory is not None and self.worker_memory < 1:
+            raise ValueError(f"worker_memory must be at least 1, not {self.worker_memory}")
+
+    def worker_cap(self) -> int:
+        """Bytes each user-SQL worker may add: ``worker_memory`` or the default."""
+        from intake_bfa.serve.sql_workers import worker_memory
+
+        if self.worker_memory is not None:
+            return self.worker_memory
+        return worker_memory(self.memory_limit, self.max_response_bytes)
 
 
 @dataclass
@@ -145,6 +166,7 @@ class Engine:
         self.default: str | None = None
         self._offline = dataclasses.replace(self.settings, offline=True)
         self._sql_slots = threading.BoundedSemaphore(self.limits.max_concurrent_sql)
+        self._workers: Any = None  # SqlWorkers, made at start
 
     # --- start -------------------------------------------------------------------------------
 
@@ -196,6 +218,28 @@ class Engine:
             self.versions[manifest.version] = served
             log.info("serving %s of %s (%s .. %s)", manifest.version, self.settings.repo, lo, hi)
         self.default = next(iter(self.versions))
+        try:
+            cap = self.limits.worker_cap()
+        except ValueError as err:
+            raise ConfigError(
+                f"{err}; give --sql-worker-memory when --memory-limit is not a size",
+                memory_limit=self.limits.memory_limit,
+            ) from None
+        from intake_bfa.serve.sql_workers import SqlWorkers
+
+        self._workers = SqlWorkers(
+            self.limits.max_concurrent_sql,
+            settings=self._offline,
+            versions=list(self.versions),
+            database=self.database,
+            sql_limits={"memory_limit": self.limits.memory_limit, "threads": self.limits.threads},
+            memory=cap,
+        ).start()
+        log.info(
+            "user SQL runs in %d worker processes, each allowed %d MiB past its start",
+            self.limits.max_concurrent_sql,
+            cap >> 20,
+        )
         return self
 
     # --- requests ----------------------------------------------------------------------------
@@ -281,7 +325,9 @@ class Engine:
             The result is fetched in batches, the row and byte caps checked as they
             arrive, so a huge result is stopped early instead of being built whole.
             SQL reading the settings or the catalog (which name server paths) is
-            refused (:func:`intake_bfa.query.sql.check_served`).
+            refused (:func:`intake_bfa.query.sql.check_served`). The query runs in
+            a worker process that may grow by :meth:`Limits.worker_cap` bytes: past it, or
+            when DuckDB runs out of ``memory_limit``, ``reason`` is ``too_large``.
         """
         limits = self.limits
         if database and not self.database:
@@ -306,21 +352,59 @@ class Engine:
                 reason="busy",
             )
         try:
-            with self.query(version) as q:
-                table = q.sql(
-                    text,
-                    database=database,
-                    timeout=limits.timeout,
-                    max_rows=limits.max_rows,
-                    max_bytes=limits.max_response_bytes,
-                    arrow=True,
-                )
-                return q.version, table
+            served = self.pick(version)
+            if self._workers is None:
+                raise RuntimeError("Engine.start() has not run")
+            request = (
+                served.version,
+                text,
+                database,
+                {
+                    "timeout": limits.timeout,
+                    "max_rows": limits.max_rows,
+                    "max_bytes": limits.max_response_bytes,
+                },
+            )
+            # The worker runs the SQL, but a pooled Query of the version is held
+            # meanwhile: --pool-size keeps bounding the queries of a version running at
+            # once, SQL included, as documented.
+            with self.query(served.version):
+                status, value = self._run_in_worker(request)
+            if status == "error":
+                raise value
+            return served.version, value
         finally:
             self._sql_slots.release()
 
+    def _run_in_worker(self, request: tuple) -> tuple[str, Any]:
+        """A worker's reply to ``request``; its failures as :class:`QueryError`."""
+        limits = self.limits
+        try:
+            return self._workers.run(
+                request, wait=limits.timeout + GRACE, queue_timeout=limits.queue_timeout
+            )
+        except TimeoutError:
+            raise QueryError(
+                f"the query ran longer than {limits.timeout:g} s and was stopped; narrow "
+                "it (fewer days or symbols) or aggregate",
+                reason="timeout",
+                timeout=limits.timeout,
+            ) from None
+        except ChildProcessError as err:
+            # Past RLIMIT_DATA, DuckDB or the allocator may abort the process rather than
+            # raise: the likeliest cause of a dead worker is the memory cap.
+            log.warning("a SQL worker died (%s); restarting it", err)
+            raise QueryError(
+                "the query needs more memory than a SQL worker may use "
+                f"({self._workers.memory >> 20:,} MiB); narrow it or aggregate",
+                reason="too_large",
+                memory=self._workers.memory,
+            ) from None
+
     def close(self) -> None:
-        """Close every pooled query."""
+        """Stop the SQL workers and close every pooled query."""
+        if self._workers is not None:
+            self._workers.close()
         for served in self.versions.values():
             while True:
                 try:
