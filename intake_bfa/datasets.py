@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from intake_bfa import asof as A
 from intake_bfa.cache.layout import CacheLayout, file_lock, record_access, sidecar_path
 from intake_bfa.config import Settings, get_settings
 from intake_bfa.errors import (
@@ -298,6 +299,8 @@ def read(
     end: DateLike | None = None,
     symbols: str | Sequence[str] | None = None,
     settings: Settings | None = None,
+    as_of: Any = None,
+    lag: Any = None,
 ):
     """Read a table dataset into a pandas DataFrame, filters pushed down to Parquet.
 
@@ -316,6 +319,10 @@ def read(
         when that is unambiguous (``"btcusdt"`` reads ``BTCUSDT``).
     settings
         Configuration; default :func:`intake_bfa.config.get_settings`.
+    as_of, lag
+        ``daily_availability`` only: the rows as they could have been known at a UTC
+        instant (``"2024-03-05T09:00Z"``), or each day at a lag after its end
+        (``as_of="D+1T09:00Z"`` or ``lag="09:00"``); see :mod:`intake_bfa.asof`.
 
     Returns
     -------
@@ -325,7 +332,8 @@ def read(
     ------
     QueryError
         Bad dates or columns, and symbols the version does not have (with suggestions;
-        see :func:`intake_bfa.symbols.match_symbols`).
+        see :func:`intake_bfa.symbols.match_symbols`); ``as_of`` on another dataset or
+        not a date, instant or lag.
     """
     return arrow_to_pandas(
         to_arrow(
@@ -336,6 +344,8 @@ def read(
             end=end,
             symbols=symbols,
             settings=settings,
+            as_of=as_of,
+            lag=lag,
         )
     )
 
@@ -376,8 +386,22 @@ def to_arrow(
     end: DateLike | None = None,
     symbols: str | Sequence[str] | None = None,
     settings: Settings | None = None,
+    as_of: Any = None,
+    lag: Any = None,
 ):
     """Like :func:`read`, returning a ``pyarrow.Table``."""
+    if as_of is not None or lag is not None:
+        from intake_bfa import interrupt
+
+        con = interrupt.connect()
+        try:
+            relation = to_duckdb(
+                dataset, version, columns=columns, start=start, end=end, symbols=symbols,
+                con=con, settings=settings, as_of=as_of, lag=lag, ordered=True,
+            )  # fmt: skip
+            return _fetch(relation)
+        finally:
+            con.close()
     spec, path, pinned = _table_path(dataset, version, settings)
     if not _may_check_after(spec, path, columns, symbols):
         return _read_arrow(path, columns, _plan(spec, path, pinned, start, end, symbols), dataset)
@@ -438,6 +462,9 @@ def to_duckdb(
     con: Any = None,
     settings: Settings | None = None,
     remote: bool = False,
+    as_of: Any = None,
+    lag: Any = None,
+    ordered: bool = False,
 ):
     """A lazy DuckDB relation over the cached file (a read-only connection for the database).
 
@@ -450,12 +477,22 @@ def to_duckdb(
     file's symbols would read its whole ``symbol`` column, so there they are filtered as
     given (exact spelling; an unknown symbol gives no rows).
 
+    ``as_of``/``lag`` (``daily_availability`` only, local files only) give the rows as they
+    could have been known then, as by :func:`read`; ``ordered=True`` sorts them as the file
+    is (date tiles, symbol, date).
+
     Returns
     -------
     duckdb.DuckDBPyRelation or duckdb.DuckDBPyConnection
         A relation for tables; for ``availability_db`` a read-only connection.
     """
     settings = settings or get_settings()
+    when = A.parse_as_of(as_of, lag)
+    if when is not None:
+        return _as_of_relation(
+            dataset, version, when, columns=columns, start=start, end=end, symbols=symbols,
+            con=con, settings=settings, remote=remote, ordered=ordered,
+        )  # fmt: skip
     if remote and settings.source is not None:
         log.info("release folder %s is local: reading it without remote=True", settings.source)
     elif remote:
@@ -485,6 +522,63 @@ def to_duckdb(
         if columns:
             raise _columns_error(path, columns, dataset) from err
         raise
+
+
+def _as_of_relation(
+    dataset: str,
+    version: str,
+    when: A.AsOf,
+    *,
+    columns,
+    start,
+    end,
+    symbols,
+    con,
+    settings,
+    remote: bool,
+    ordered: bool,
+):
+    """:func:`to_duckdb` for ``as_of``: the as-of ``SELECT`` of :mod:`intake_bfa.asof`."""
+    import duckdb
+
+    from intake_bfa import interrupt
+    from intake_bfa.parquet_layout import TILED_ORDER
+
+    if dataset != "daily_availability":
+        raise QueryError(
+            f"as_of applies to daily_availability, not {dataset}; Query(as_of=...) also "
+            "answers symbols, listings and rankings as known then",
+            dataset=dataset,
+        )
+    if remote:
+        raise QueryError("as_of reads the local files; drop remote=True", dataset=dataset)
+    spec, path, pinned = _table_path(dataset, version, settings)
+    manifest = pin(pinned, settings)
+    events = None
+    if "availability_events" in manifest.datasets:
+        events = ensure_local(settings, manifest, "availability_events")
+    source, source_params = A.as_of_sql(when, path, events)
+    con = con or interrupt.connect()
+    filters = _plan(spec, path, pinned, start, end, symbols, con)
+    sql, params = select_sql(columns, filters, source=f"({source}) AS a")
+    if ordered and (not columns or {"date", "symbol"} <= set(columns)):
+        sql += f" ORDER BY {TILED_ORDER}"
+    try:
+        return con.sql(sql, params=[*source_params, *params])
+    except duckdb.BinderException as err:
+        if columns:
+            raise _columns_error(path, columns, dataset) from err
+        raise
+
+
+def _fetch(relation: Any):
+    """Execute a relation into a ``pyarrow.Table``; DuckDB errors become :class:`QueryError`."""
+    import duckdb
+
+    try:
+        return relation.to_arrow_table()
+    except duckdb.Error as err:
+        raise QueryError(str(err).splitlines()[0]) from None
 
 
 def connect(version: str = "latest", *, settings: Settings | None = None):

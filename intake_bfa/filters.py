@@ -104,10 +104,14 @@ def quote_identifier(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def select_sql(columns: Sequence[str] | None, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+def select_sql(
+    columns: Sequence[str] | None, filters: Sequence[Filter], source: str = "read_parquet(?)"
+) -> tuple[str, list[Any]]:
     """``SELECT <columns> FROM read_parquet(?) WHERE ...`` and the filter values to bind.
 
-    The first parameter (the Parquet source) is the caller's: bind ``[source, *params]``.
+    The source's parameters are the caller's: bind ``[source, *params]``. ``source`` may be
+    another constant SQL source, e.g. a parenthesised ``SELECT`` with its own placeholders
+    (bound first).
     """
     cols = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
     where, params = [], []
@@ -122,5 +126,5 @@ def select_sql(columns: Sequence[str] | None, filters: Sequence[Filter]) -> tupl
         else:
             where.append(f"{quote_identifier(column)} {op} ?")
             params.append(value)
-    sql = f"SELECT {cols} FROM read_parquet(?)" + (" WHERE " + " AND ".join(where) if where else "")
+    sql = f"SELECT {cols} FROM {source}" + (" WHERE " + " AND ".join(where) if where else "")
     return sql, params

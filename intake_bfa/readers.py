@@ -115,7 +115,7 @@ class _BfaReader(BaseReader):
         if given is None:
             given = (getattr(self, "kwargs", None) or {}).get("parameters") or {}
         version = version or given.get("version") or None
-        for key in ("start", "end", "symbols"):
+        for key in ("start", "end", "symbols", "as_of", "lag"):
             if kwargs.get(key) is None and given.get(key) is not None:
                 kwargs[key] = given[key]
         return version, kwargs

@@ -1,6 +1,7 @@
 """``bfa snapshot``, ``range``, ``timeline``, ... ``sql``: the query commands.
 
-Each command answers from one pinned version (``--data-version``, default latest) through
+Each command answers from one pinned version (``--data-version``, default latest), as
+published or as known at a past instant (``--as-of``, ``--lag``), through
 :class:`intake_bfa.query.Query`, and writes the answer as an aligned table (default),
 JSON (a list of objects), CSV (with a header) or Parquet, to stdout or atomically to
 ``--output FILE`` (the format is then taken from the extension unless ``--format``
@@ -46,9 +47,9 @@ def _answer(args: argparse.Namespace, ask) -> int:
     from intake_bfa.query.api import Query, fetch_arrow
 
     choose_format(args)  # usage errors before any download
-    with Query(args.version, settings_from_args(args)) as q:
+    with Query(args.version, settings_from_args(args), as_of=args.as_of, lag=args.lag) as q:
         table = fetch_arrow(ask(q))
-        emit(table, args, q.version)
+        emit(table, args, q.label)
     return 0
 
 
@@ -191,6 +192,8 @@ def cmd_sql(args):
         args.remote = False
     if not args.remote:
         return _answer(args, lambda q: q.sql(args.query, database=args.database, as_relation=True))
+    if args.as_of is not None or args.lag is not None:
+        args.parser.error("--as-of and --lag read the local files; drop --remote")
     if args.database:
         args.parser.error(
             "--database cannot be combined with --remote (availability_db is a compressed "
@@ -244,6 +247,16 @@ def _output_options() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
     group = out.add_argument_group("answer")
     add_data_version(group, default="latest", help="dataset version (default latest)")
+    group.add_argument(
+        "--as-of", metavar="INSTANT",
+        help="answer as known at this UTC instant (2024-03-05T09:00Z; a date: its 00:00 UTC), "
+        "or D+1T09:00Z: each day as known at 09:00 UTC the next day",
+    )  # fmt: skip
+    group.add_argument(
+        "--lag", metavar="HH:MM",
+        help="publication lag: each day as known at HH:MM UTC the next day (= --as-of "
+        "D+1THH:MMZ)",
+    )  # fmt: skip
     group.add_argument(
         "--format", choices=FORMATS, help="output format (default: from --output's extension, "
         "else table)",

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from intake_bfa import asof as A
 from intake_bfa.config import Settings, get_settings
 from intake_bfa.datasets import arrow_to_pandas, ensure_local
 from intake_bfa.errors import QueryError
@@ -60,13 +61,22 @@ class Query:
         ``"latest"`` (resolved now, once) or a pinned version such as ``"2026-11-20"``.
     settings
         Configuration; default :func:`intake_bfa.config.get_settings`.
+    as_of
+        Answer as the data could have been known at this UTC instant (``"2024-03-05T09:00Z"``,
+        a ``datetime``, naive = UTC; a date = its 00:00 UTC), or ``"D+1T09:00Z"``: each day
+        as known at 09:00 UTC the next day (publication lag). See :mod:`intake_bfa.asof`.
+    lag
+        The publication lag alone: ``"09:00"`` or a ``timedelta`` after each day's end.
 
     Attributes
     ----------
     version : str
         The concrete version every answer comes from.
+    as_of : intake_bfa.asof.AsOf or None
+        When answers are known (None: as published).
     coverage : tuple of datetime.date
-        First and last covered day (inclusive).
+        First and last covered day (inclusive); with a fixed ``as_of``, the last day that
+        had ended by then.
 
     Notes
     -----
@@ -78,7 +88,15 @@ class Query:
 
     # --- pinning, connections and validation ------------------------------------------------
 
-    def __init__(self, version: str = "latest", settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        version: str = "latest",
+        settings: Settings | None = None,
+        *,
+        as_of: Any = None,
+        lag: Any = None,
+    ) -> None:
+        self.as_of: A.AsOf | None = A.parse_as_of(as_of, lag)
         self.settings = settings or get_settings()
         self._manifest = pin(version, self.settings)
         self.version: str = self._manifest.version
@@ -98,9 +116,19 @@ class Query:
         #: e.g. ``{"memory_limit": "1GB", "threads": 2}`` (a server bounds each query).
         self.sql_limits: dict[str, Any] = {}
         log.debug("query pinned to %s of %s", self.version, self.settings.repo)
+        if self.as_of is not None:
+            self.coverage  # noqa: B018 - a fixed instant before the data fails now
+            if "availability_events" not in self._manifest.datasets:
+                A.warn_rolling()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(version={self.version!r}, repo={self.settings.repo!r})"
+        when = f", as_of={str(self.as_of)!r}" if self.as_of is not None else ""
+        return f"{type(self).__name__}(version={self.version!r}{when}, repo={self.settings.repo!r})"
+
+    @property
+    def label(self) -> str:
+        """The version, and when answers are known: ``2024-03-15 as of 2024-03-05T09:00Z``."""
+        return self.version if self.as_of is None else f"{self.version} as of {self.as_of}"
 
     def __enter__(self) -> Query:
         return self
@@ -127,11 +155,22 @@ class Query:
 
         if self._con is None:
             self._con = interrupt.connect(":memory:")
+        if self.as_of is not None:
+            wanted = [n for n in views if n in A.AS_OF_DATASETS and n not in self._views]
+            if wanted:
+                self._views.update(A.install(self._con, self.as_of, self._as_of_files(), wanted))
         for name in views:
             if name not in self._views:
                 self._con.read_parquet(str(self.path(name))).create_view(name, replace=True)
                 self._views.add(name)
         return self._con
+
+    def _as_of_files(self) -> dict[str, Path]:
+        """The files the as-of tables are computed from (the events only if published)."""
+        names = ["daily_availability"]
+        if "availability_events" in self._manifest.datasets:
+            names.append("availability_events")
+        return {name: self.path(name) for name in names}
 
     def _run(self, sql: str, params: list[Any], views: Sequence[str], as_relation: bool):
         import duckdb
@@ -152,7 +191,21 @@ class Query:
             # Releases without coverage in their manifest: ask the data once.
             lo, hi = self._connection(["daily_availability"]).execute(S.COVERAGE).fetchall()[0]
             self._coverage = (lo, hi)
-        return self._coverage
+        return self._as_of_coverage(self._coverage)
+
+    def _as_of_coverage(self, coverage: tuple[dt.date, dt.date]) -> tuple[dt.date, dt.date]:
+        """``coverage`` cut at the last day that had ended by a fixed ``as_of``."""
+        last = self.as_of.last_day if self.as_of is not None else None
+        if last is None or (coverage[1] is not None and last >= coverage[1]):
+            return coverage
+        if coverage[0] is None or last < coverage[0]:
+            raise QueryError(
+                f"as_of {self.as_of} is before the first day of version {self.version} "
+                f"({coverage[0]}) had ended: nothing was known yet",
+                as_of=str(self.as_of),
+                coverage=tuple(map(str, coverage)),
+            )
+        return coverage[0], last
 
     def _coverage_of(self, dataset: str) -> tuple[dt.date, dt.date]:
         """The days ``dataset`` covers: from the manifest, else from that dataset alone.
@@ -160,7 +213,8 @@ class Query:
         Never from another dataset, so checking a date for ``top`` reads the rankings
         file, not the (rolling layout's) whole database.
         """
-        if dataset == "daily_availability":
+        if dataset == "daily_availability" or self.as_of is not None:
+            # As of a time, every table is computed from daily_availability as known then.
             return self.coverage
         if dataset not in self._coverages:
             entry = self._manifest.datasets.get(dataset)
@@ -170,7 +224,7 @@ class Query:
                 con = self._connection([dataset])
                 lo, hi = con.execute(S.coverage_sql(dataset)).fetchall()[0]
             self._coverages[dataset] = (lo, hi)
-        return self._coverages[dataset]
+        return self._as_of_coverage(self._coverages[dataset])
 
     def _day(self, value: DateLike, name: str, dataset: str = "daily_availability") -> dt.date:
         if isinstance(value, bool) or not isinstance(value, (str, dt.date)):
@@ -183,7 +237,7 @@ class Query:
         lo, hi = self._coverage_of(dataset)
         if not lo <= day <= hi:
             raise QueryError(
-                f"{name} {day} is outside the coverage of version {self.version} ({lo} .. {hi})",
+                f"{name} {day} is outside the coverage of version {self.label} ({lo} .. {hi})",
                 argument=name,
                 value=str(day),
                 coverage=(str(lo), str(hi)),
@@ -366,7 +420,7 @@ class Query:
         # layout skips its rankings file when that step fails) still answers the others.
         files = {name: self.path(name) for name in S.TABLES if name in self._manifest.datasets}
         db = self.path("availability_db") if database else None
-        self._sql_con = S.locked_connection(files, db, limits=self.sql_limits)
+        self._sql_con = S.locked_connection(files, db, limits=self.sql_limits, as_of=self.as_of)
         self._sql_database = database
         return self._sql_con
 

@@ -451,6 +451,7 @@ def locked_connection(
     database: Path | None = None,
     *,
     limits: Mapping[str, Any] | None = None,
+    as_of: Any = None,
 ) -> Any:
     """An in-memory DuckDB connection that can read ``files`` and nothing else.
 
@@ -471,6 +472,10 @@ def locked_connection(
     limits
         DuckDB settings set before the lock (``memory_limit``, ``threads``...), so
         user SQL cannot raise them.
+    as_of
+        An :class:`intake_bfa.asof.AsOf`: ``daily_availability``, ``symbols``,
+        ``volume_rankings`` and ``availability_events`` are then tables as known at that
+        time (:func:`intake_bfa.asof.install`), computed before the lock.
 
     Returns
     -------
@@ -481,9 +486,15 @@ def locked_connection(
     from intake_bfa import interrupt
 
     con = interrupt.connect(":memory:")
+    timed: list[str] = []
+    if as_of is not None:
+        from intake_bfa.asof import AS_OF_DATASETS, install
+
+        timed = install(con, as_of, dict(files), [*files, *AS_OF_DATASETS])
     for name, path in files.items():
         # The relation API takes the path as a value: nothing is formatted into SQL.
-        con.read_parquet(str(path)).create_view(name, replace=True)
+        if name not in timed:
+            con.read_parquet(str(path)).create_view(name, replace=True)
     if database is not None:
         con.execute(f"ATTACH ? AS {DATABASE_SCHEMA} (READ_ONLY)", [str(database)])
     for setting, value in (limits or {}).items():
