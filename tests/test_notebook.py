@@ -87,8 +87,15 @@ def _check_outputs(nb) -> None:
     frame = _data(_cell(nb, "daily_availability.read()"), "text/html")
     assert frame and "<table" in frame[0] and "symbol" in frame[0]
 
-    snap = _data(_cell(nb, ".snapshot("), "text/html")
+    snap = _data(_cell(nb, "snap = q.snapshot("), "text/html")
     assert snap and "<table" in snap[0]
+
+    # Point in time: the publication-lag snapshot and the upload-delay summary.
+    then = _cell(nb, "Query(lag=")
+    said = "".join(o.get("text", "") for o in then.outputs)
+    assert "symbols known by 08:40 UTC on 2024-03-05" in said, said
+    summary = _data(then, "text/html")
+    assert summary and "p95_by" in summary[0] and "D+1 08:" in summary[0]
 
     plot = _cell(nb, "available_symbols(")
     assert _data(plot, "image/png"), "the plot cell has no image/png output"
