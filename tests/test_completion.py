@@ -50,7 +50,7 @@ def test_bash_completes_commands_nested_commands_options_and_choices(script):
     assert complete(script, "snapshot", "--format", "") == ["table", "json", "csv", "parquet"]
     assert complete(script, "versions", "--format", "j") == ["json"]
     assert complete(script, "completion", "") == ["bash", "zsh", "fish"]  # positional choices
-    assert complete(script, "plot", "") == ["available", "timeline", "listings", "share"]
+    assert complete(script, "plot", "") == ["available", "timeline", "listings", "share", "latency"]
     assert "--json" in complete(script, "cache", "status", "--")
     # Options before the command do not lose the command.
     assert complete(script, "--repo", "a/b", "snapshot", "--max") == ["--max-rows"]

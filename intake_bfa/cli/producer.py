@@ -32,12 +32,29 @@ def _emit(report: Any, as_json: bool, lines: list[str]) -> None:
         print("\n".join(lines))
 
 
-def _release_table(reference: str, settings) -> Any:
-    """A published ``daily_availability`` as Arrow: from a path, or a version of the repo."""
+def _release_tables(reference: str, settings) -> tuple[Path, Any, Any]:
+    """A published ``daily_availability`` as Arrow, and its ``availability_events`` or None.
+
+    ``reference`` is a ``daily_availability.parquet`` path (its history, when any, is the
+    ``availability_events.parquet`` beside it: a release folder) or a version of the repo
+    (its history when the manifest lists one: older releases and the rolling layout don't).
+    """
     import pyarrow.parquet as pq
 
-    path, _ = _release_path(reference, settings)
-    return path, pq.read_table(path)
+    from intake_bfa.datasets import ensure_local
+    from intake_bfa.resolve import pin
+
+    path = Path(reference)
+    if path.is_file():
+        beside = path.parent / "availability_events.parquet"
+        events = beside if beside.is_file() else None
+    else:
+        manifest = pin(reference, settings)
+        path = ensure_local(settings, manifest, "daily_availability")
+        events = None
+        if "availability_events" in manifest.datasets:
+            events = ensure_local(settings, manifest, "availability_events")
+    return path, pq.read_table(path), pq.read_table(events) if events else None
 
 
 def _release_path(reference: str, settings) -> tuple[Path, str]:
@@ -59,9 +76,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     state_dir = Path(args.state)
     if args.base and load_state(state_dir).last_date is None:
-        path, table = _release_table(args.base, settings)
-        save_state(state_dir, seed_from_table(table))
-        log.info("seeded %s from %s (%d rows)", state_dir, path, table.num_rows)
+        path, table, events = _release_tables(args.base, settings)
+        save_state(state_dir, seed_from_table(table, events))
+        if events is None:
+            log.info("seeded %s from %s (%d rows); the release has no availability_events: "
+                     "history derived from its rows, not exact", state_dir, path,
+                     table.num_rows)  # fmt: skip
+        else:
+            log.info("seeded %s from %s (%d rows) with its history (%d events)", state_dir,
+                     path, table.num_rows, events.num_rows)  # fmt: skip
     report = collect(
         state_dir,
         full=args.full,

@@ -467,7 +467,8 @@ def _covered(state: State) -> tuple[set[str], set[str] | None]:
     """Symbols an earlier listing covered whole, and every symbol known before this run.
 
     The first set: symbols with a row carrying an ETag (only our listings record one; a
-    state seeded from a release has none), whose first listing covered every date. The
+    state seeded from a release has one only where the release's history gives it), whose
+    first listing covered every date. The
     second is None when no run of ours has discovered the folders yet (an empty or
     seeded state): then a symbol missing from it may simply not have been looked for.
     """

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ VOLUME_FILE = "volume.parquet"
 EVENTS_FILE = "events.parquet"
 META_FILE = "state.json"
 URL_PREFIX = "https://data.binance.vision/data/futures/um/daily/klines/"
+
+log = logging.getLogger(__name__)
 
 
 def availability_schema():
@@ -337,12 +340,27 @@ def merge_volume(state: State, rows: Any) -> None:
     state.volume = pa.concat_tables([kept, rows])
 
 
-def seed_from_table(daily_availability: Any) -> State:
-    """A state equivalent to a published ``daily_availability`` table (the incremental base).
+def seed_from_table(daily_availability: Any, events: Any = None) -> State:
+    """A state equivalent to a published release (the incremental base).
 
-    A release carries no history, so each available row gets an ``appeared`` event at its
-    Last-Modified with ``exact`` false (:func:`derived_events`): a replacement before it
-    was published cannot be ruled out. The ETag is unknown (null).
+    Parameters
+    ----------
+    daily_availability
+        The release's ``daily_availability`` table.
+    events
+        The release's ``availability_events`` table, or None for a release without one
+        (older releases, the rolling layout).
+
+    With ``events``, the history is carried over unchanged (exact flags and event times):
+    it becomes the state's :attr:`State.events`, oldest observation first. Each available
+    row takes the ETag of its key's latest event when that event describes it (same size
+    and Last-Modified), so the first run after seeding compares like with like and adds
+    no event for what the history already holds. An available row the history does not
+    describe (it should not happen) gets an ``appeared`` event, not exact, appended.
+
+    Without ``events`` a release carries no history, so each available row gets an
+    ``appeared`` event at its Last-Modified with ``exact`` false (:func:`derived_events`):
+    a replacement before it was published cannot be ruled out. The ETag is unknown (null).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -369,7 +387,54 @@ def seed_from_table(daily_availability: Any) -> State:
         }
     ).cast(volume_schema())
     symbols = sorted(set(table["symbol"].to_pylist()))
-    return State(availability, volume, symbols=symbols)
+    if events is None:
+        return State(availability, volume, symbols=symbols)
+    history = events.select(events_schema().names).cast(events_schema())
+    # Oldest observation first, as the collector appended them (a release sorts its rows).
+    history = history.sort_by([("observed_at", "ascending"), ("symbol", "ascending"),
+                               ("date", "ascending")])  # fmt: skip
+    availability, undescribed = _etags_from_history(availability, history)
+    if undescribed.num_rows:
+        log.warning(
+            "%d available rows have no matching event in the release's history: "
+            "recorded as appeared, not exact",
+            undescribed.num_rows,
+        )
+        history = pa.concat_tables([history, derived_events(undescribed)])
+    return State(availability, volume, symbols=symbols, events=history)
+
+
+def _etags_from_history(availability: Any, history: Any) -> tuple[Any, Any]:
+    """``availability`` with the ETag of each key's latest event, and the rows without one.
+
+    A row is described by its key's latest event when that event is not ``disappeared``
+    and has the row's size and Last-Modified.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = ["symbol", "date"]
+    ordered = history.append_column("_order", pa.array(range(history.num_rows), pa.int64()))
+    ordered = ordered.sort_by([("symbol", "ascending"), ("date", "ascending"),
+                               ("observed_at", "ascending"), ("_order", "ascending")])  # fmt: skip
+    last = pc.ScalarAggregateOptions(skip_nulls=False)
+    latest = ordered.group_by(keys, use_threads=False).aggregate(
+        [(c, "last", last) for c in ("event", "file_size_bytes", "last_modified", "etag")]
+    )
+    present = latest.filter(pc.not_equal(latest["event_last"], "disappeared"))
+    joined = availability.join(present.drop_columns(["event_last"]), keys, join_type="left outer")
+    described = pc.fill_null(
+        pc.and_(
+            pc.equal(joined["file_size_bytes"], joined["file_size_bytes_last"]),
+            pc.equal(joined["last_modified"], joined["last_modified_last"]),
+        ),
+        False,
+    )
+    etag = pc.if_else(described, joined["etag_last"], joined["etag"])
+    seeded = joined.set_column(joined.schema.get_field_index("etag"), "etag", etag)
+    seeded = seeded.select(availability_schema().names).cast(availability_schema())
+    undescribed = seeded.filter(pc.invert(described))
+    return seeded, undescribed
 
 
 def to_daily_availability(state: State, end: dt.date, *, start: str = FIRST_DATE) -> Any:
