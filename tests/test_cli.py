@@ -90,6 +90,7 @@ def test_every_command_has_an_example_in_help():
         assert "Example: bfa" in command.description, name
 
 
+@pytest.mark.slow  # builds a demo: ~4 s
 def test_demo_leaves_a_working_source_and_says_it_is_synthetic(tmp_path):
     folder = tmp_path / "my demo"
     out = run_cli("demo", "--symbols", "40", "--dir", str(folder), env={"BFA_OFFLINE": "1"})
@@ -162,6 +163,7 @@ def test_data_version_never_collides_with_the_programs_version(published):
     assert f"write --data-version {V_OLD}" in old.stderr
 
 
+@pytest.mark.slow  # builds and serves a demo: ~4 s
 def test_demo_serve_serves_the_folder_like_github_until_ctrl_c(tmp_path):
     import os
     import signal

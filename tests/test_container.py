@@ -133,6 +133,7 @@ def test_build_context_holds_what_the_build_copies():
     assert "serve" in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # the entrypoint fetches, serves and health-checks: ~8 s
 def test_entrypoint_fetches_into_the_volume_serves_and_passes_its_healthcheck(
     serve_release, tmp_path
 ):

@@ -12,6 +12,7 @@ import json
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 
 from intake_bfa.producer.state import load_state
 from intake_bfa.testing.server import ReleaseServer
@@ -42,6 +43,7 @@ def history(release) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: tuple(str(r[k]) for k in KEY))
 
 
+@pytest.mark.slow  # collect, build and publish twice through the CLI: ~7 s
 def test_history_is_carried_from_release_to_release(moto_endpoint, tmp_path):
     today = utc_now().date()
     window = (today - dt.timedelta(days=8), today - dt.timedelta(days=1))

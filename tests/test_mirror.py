@@ -189,6 +189,7 @@ def test_sync_uploads_verified_objects_and_the_folder_lists_the_mirror(folder, b
     assert cat.metadata["pinned_version"] == V_NEW
 
 
+@pytest.mark.slow  # ~3 s against moto
 def test_rerun_writes_nothing_and_a_tampered_object_is_replaced(folder, bucket):
     sync_dir(folder, bucket)
     writes = bucket.puts()
@@ -282,6 +283,7 @@ def test_multipart_uploads_are_verified_by_their_etag(bucket, tmp_path):
     assert store.intact(remote, size, "0" * 64, download=False) == ""
 
 
+@pytest.mark.slow  # ~2 s against moto
 def test_end_to_end_build_mirror_publish_then_consumers_fall_back(
     folder, bucket, tmp_path, monkeypatch
 ):
@@ -406,6 +408,7 @@ def test_sync_a_published_version_then_consumers_use_the_template(
     assert len(df) == pd.read_parquet(built / "daily_availability.parquet").shape[0]
 
 
+@pytest.mark.slow  # ~4 s against moto
 def test_cli_errors_are_one_line_without_secrets(folder, bucket, endpoint):
     args = ("sync", "--release-dir", str(folder))
     cases = {

@@ -25,6 +25,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+pytestmark = pytest.mark.slow  # schemathesis over every operation: ~18 s; runs in .ci/run
+
 OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/v1/versions"),

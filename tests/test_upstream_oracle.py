@@ -42,6 +42,8 @@ from intake_bfa.testing.server import ReleaseServer
 
 from .conftest import ROLLING_END, ROLLING_REPO, ROOT, UPSTREAM_VENV
 
+pytestmark = pytest.mark.slow  # the upstream venv and its own releases: ~20 s; runs in .ci/run
+
 ORACLE = ROOT / "tests" / "upstream" / "oracle.py"
 GENERATOR = UPSTREAM_VENV / "source" / ".github" / "scripts" / "generate_volume_rankings.py"
 DATES = ["2019-12-31", "2020-06-30", "2021-03-04", "2021-05-13", "2021-06-30", "2021-07-01"]
