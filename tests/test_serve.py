@@ -394,6 +394,7 @@ def one_slot_taken(api, *limit: str):
         yield proc, first
 
 
+@pytest.mark.slow  # ~5 s of concurrent queries
 def test_busy_sql_gets_429_with_retry_after(api):
     """One SQL slot, taken by a slow query: the next SQL request waits, then gets 429."""
     with one_slot_taken(api, "--max-concurrent-sql", "1") as (proc, slow):
@@ -406,6 +407,7 @@ def test_busy_sql_gets_429_with_retry_after(api):
         assert proc.get("/v1/sql?q=SELECT%201")[0] == 200  # the slot is free again
 
 
+@pytest.mark.slow  # ~6 s of concurrent queries
 def test_pool_bounds_concurrent_queries(api):
     """--pool-size 1: while a slow SQL query holds the only Query, a snapshot waits, then 429."""
     with one_slot_taken(api, "--pool-size", "1") as (proc, slow):
