@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from intake_bfa.derive import first_seen_ctes
 from intake_bfa.errors import QueryError
 from intake_bfa.filters import quote_identifier
 from intake_bfa.schema import DAILY_AVAILABILITY_COLUMNS, VOLUME_COLUMNS
@@ -282,15 +283,7 @@ l AS (
         ORDER BY h.event_time DESC, h.observed_at DESC NULLS LAST, {kind_order}
     ) = 1
 ),
-appeared AS (
-    SELECT symbol, date, event_time, exact,
-           MIN(event_time) OVER (PARTITION BY symbol, date) AS earliest
-    FROM known WHERE event = 'appeared'
-),
-f AS (
-    SELECT symbol, date, MIN(event_time) AS seen, bool_or(exact) AS seen_exact
-    FROM appeared WHERE event_time = earliest GROUP BY symbol, date
-)
+{first_seen}
 SELECT {columns}
 FROM rows AS r
 LEFT JOIN l ON l.symbol = r.symbol AND l.date = r.date
@@ -298,14 +291,16 @@ LEFT JOIN f ON f.symbol = r.symbol AND f.date = r.date
 """
 
 _COLUMNS = _output_columns()
+#: First appearances known by the cutoff: the release build's rule, on the known events.
+_FIRST_SEEN = first_seen_ctes("known", "f")
 #: The as-of ``daily_availability`` from the daily file and the events file (4 parameters:
 #: instant, lag, daily path, events path).
 AS_OF_EVENTS_SQL = _AS_OF_TEMPLATE.format(
-    events=_EVENTS_FROM_FILE, kind_order=_KIND_ORDER, columns=_COLUMNS
+    events=_EVENTS_FROM_FILE, kind_order=_KIND_ORDER, columns=_COLUMNS, first_seen=_FIRST_SEEN
 )
 #: The same without an events file (3 parameters): every file counts from its Last-Modified.
 AS_OF_ROLLING_SQL = _AS_OF_TEMPLATE.format(
-    events=_NO_EVENTS, kind_order=_KIND_ORDER, columns=_COLUMNS
+    events=_NO_EVENTS, kind_order=_KIND_ORDER, columns=_COLUMNS, first_seen=_FIRST_SEEN
 )
 
 

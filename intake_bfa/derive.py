@@ -138,20 +138,39 @@ SELECT *,
 FROM daily_availability ORDER BY {TILED_ORDER}
 """
 
+
+def first_seen_ctes(events: str, name: str) -> str:
+    """Two CTEs giving each file's first appearance from an events relation.
+
+    ``appeared``, then ``name`` (symbol, date, ``seen``, ``seen_exact``): the earliest
+    ``appeared`` time, exact when one of the events at that time is. The one rule for
+    ``first_seen``, used by the release build and by as-of answers (:mod:`intake_bfa.asof`).
+
+    Parameters
+    ----------
+    events
+        A table or CTE with the ``availability_events`` columns (an identifier of our own
+        SQL, never user input).
+    name
+        Name of the resulting CTE.
+    """
+    return f"""appeared AS (
+    SELECT symbol, date, event_time, exact,
+           MIN(event_time) OVER (PARTITION BY symbol, date) AS earliest
+    FROM {events} WHERE event = 'appeared'
+),
+{name} AS (
+    SELECT symbol, date, MIN(event_time) AS seen, bool_or(exact) AS seen_exact
+    FROM appeared WHERE event_time = earliest GROUP BY symbol, date
+)"""
+
+
 #: ``daily_availability`` with ``first_seen`` from the database's ``availability_events``
 #: table (the project's own releases): the earliest ``appeared`` time of the file, exact when
 #: one of the events at that time is; an available row without any ``appeared`` event falls
 #: back to its Last-Modified, not exact. The release's Parquet file is this, row for row.
 DAILY_AVAILABILITY_EVENTS_SQL = f"""
-WITH appeared AS (
-    SELECT symbol, date, event_time, exact,
-           MIN(event_time) OVER (PARTITION BY symbol, date) AS earliest
-    FROM availability_events WHERE event = 'appeared'
-),
-earliest AS (
-    SELECT symbol, date, MIN(event_time) AS seen, bool_or(exact) AS seen_exact
-    FROM appeared WHERE event_time = earliest GROUP BY symbol, date
-),
+WITH {first_seen_ctes("availability_events", "earliest")},
 joined AS (
     SELECT d.*,
            CASE WHEN d.available THEN CAST(COALESCE(e.seen, d.last_modified) AS TIMESTAMP)
